@@ -1,0 +1,65 @@
+// Package probe is the parent side of probe isolation: it runs one
+// `hsm-agent probe-worker` child per module, keeps it warm between polls,
+// enforces the probe deadline, kills hung or crashed workers and re-probes
+// the tokens a hung one did not reach. The daemon never loads a PKCS#11
+// library itself; everything it knows about tokens arrives here as JSON.
+package probe
+
+import (
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+)
+
+// Options configure the prober of one module.
+type Options struct {
+	Module  string            // inventory module name
+	Library string            // path of the PKCS#11 library
+	Env     map[string]string // extra environment of the worker
+	// Command starts a worker; default {os.Executable(), "probe-worker"}.
+	Command []string
+	// Timeout is the deadline of one poll (probe_timeout).
+	Timeout time.Duration
+	// ReinitInterval forces a fresh worker (fresh C_Initialize) this often.
+	ReinitInterval time.Duration
+	// SelftestInterval is the minimum time between two login_sign checks of a token.
+	SelftestInterval time.Duration
+}
+
+// SelfTest asks for the logged-in self-test of one token.
+type SelfTest struct {
+	Serial  string
+	PINFile string
+}
+
+// Request is one poll of a module.
+type Request struct {
+	// Fresh forces a new worker and a fresh C_Initialize (confirmation rechecks).
+	Fresh bool
+	// SelfTests lists the tokens with a PIN file; the prober decides whether
+	// each is due (selftest_interval, PIN flags, a PIN refused before).
+	SelfTests []SelfTest
+}
+
+// Result is what one poll of one module found.
+type Result struct {
+	Module   string
+	Start    time.Time
+	Duration time.Duration
+	// Fresh is true when this poll ran C_Initialize in a new worker.
+	Fresh bool
+	// ModuleError is set when the library could not load or initialise, or
+	// the worker crashed before reporting; Tokens may then be partial.
+	ModuleError string
+	// Tokens are the tokens that reported, in slot order.
+	Tokens []p11.Token
+	// Unresponsive are tokens that were in flight when a deadline hit.
+	Unresponsive []Unresponsive
+}
+
+// Unresponsive names a token a worker hung on.
+type Unresponsive struct {
+	SlotID uint
+	Serial string // empty if the hang came before the serial was known and no earlier poll knew it
+	Check  string // the check in flight
+}
