@@ -3,7 +3,10 @@
 // type that never prints its value.
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Environments a device may belong to.
 const (
@@ -17,6 +20,46 @@ const (
 	TierPremiumPlus = "premium-plus"
 	TierPremium     = "premium"
 	TierStandard    = "standard"
+)
+
+// Regions of the vendor's support offices (support-model.md section 1); also
+// the keys of Config.Calendars.
+const (
+	RegionEMEA     = "emea"
+	RegionAPAC     = "apac"
+	RegionAmericas = "americas"
+)
+
+// Desk roles: who a desk reaches.
+const (
+	RoleVendor   = "vendor"
+	RoleInternal = "internal"
+	RolePager    = "pager"
+)
+
+// Upload policies of a desk (support-model.md section 6).
+const (
+	UploadAuto    = "auto"    // bundles go out with the case event
+	UploadApprove = "approve" // a bundle waits for an operator's approval
+)
+
+// Desk types known to this version; deskTypes in validate.go says what each needs.
+const (
+	DeskWebhook = "webhook"
+	DeskSpool   = "spool"
+)
+
+// Defaults applied to settings the file leaves out.
+const (
+	DefaultStateDir         = "/var/lib/hsm-agent"
+	DefaultListen           = "127.0.0.1:9842"
+	DefaultPollInterval     = 15 * time.Second
+	DefaultRecheckInterval  = 2 * time.Second
+	DefaultProbeTimeout     = 10 * time.Second
+	DefaultReinitInterval   = 5 * time.Minute
+	DefaultSelftestInterval = 10 * time.Minute
+	DefaultSlowThreshold    = 2 * time.Second
+	DefaultConfirmPolls     = 3
 )
 
 // Config is the whole agent configuration as loaded from one YAML file.
@@ -49,6 +92,87 @@ type Config struct {
 
 	// File is the path the configuration was loaded from (not part of the YAML).
 	File string `yaml:"-" json:"-"`
+
+	// lines maps field paths such as "devices[1].contract.tier" to their
+	// line in File; nil for a Config built in code. A pointer, so that
+	// printing a Config does not print the table.
+	lines *lineTable
+}
+
+// lineTable maps field paths to lines of the configuration file.
+type lineTable struct{ byPath map[string]int }
+
+// Default returns a Config holding every default and no modules, devices,
+// pools or desks. Parse starts from it, so settings the file leaves out keep
+// these values.
+func Default() *Config {
+	c := &Config{StateDir: DefaultStateDir, Listen: DefaultListen, ConfirmPolls: DefaultConfirmPolls}
+	for _, d := range c.durations() {
+		*d.value = d.def
+	}
+	return c
+}
+
+// durationSetting is one duration field with its YAML name and default.
+type durationSetting struct {
+	name  string
+	value *time.Duration
+	def   time.Duration
+}
+
+// durations lists the duration settings in file order: the one place that
+// ties their names to their defaults.
+func (c *Config) durations() []durationSetting {
+	return []durationSetting{
+		{"poll_interval", &c.PollInterval, DefaultPollInterval},
+		{"recheck_interval", &c.RecheckInterval, DefaultRecheckInterval},
+		{"probe_timeout", &c.ProbeTimeout, DefaultProbeTimeout},
+		{"reinit_interval", &c.ReinitInterval, DefaultReinitInterval},
+		{"selftest_interval", &c.SelftestInterval, DefaultSelftestInterval},
+		{"slow_threshold", &c.SlowThreshold, DefaultSlowThreshold},
+	}
+}
+
+// Device returns (a copy of) the device with the given inventory name.
+func (c *Config) Device(name string) (Device, bool) {
+	for _, d := range c.Devices {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// DeviceBySerial returns (a copy of) the device with the given serial
+// number. Blanks around serial (PKCS#11 pads serials with spaces) are ignored.
+func (c *Config) DeviceBySerial(serial string) (Device, bool) {
+	serial = strings.TrimSpace(serial)
+	for _, d := range c.Devices {
+		if d.Serial == serial {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// Module returns (a copy of) the module with the given name.
+func (c *Config) Module(name string) (Module, bool) {
+	for _, m := range c.Modules {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Module{}, false
+}
+
+// Pool returns (a copy of) the pool with the given name.
+func (c *Config) Pool(name string) (Pool, bool) {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Pool{}, false
 }
 
 // Module is one PKCS#11 library, probed by its own child worker.
@@ -81,13 +205,17 @@ type Device struct {
 // IsCommissioned reports whether the device is commissioned (default true).
 func (d Device) IsCommissioned() bool { return d.Commissioned == nil || *d.Commissioned }
 
-// Contract is a device's support contract.
+// Contract is a device's support contract. An empty Contract means the
+// device has none: its faults go to internal desks only.
 type Contract struct {
 	ID      string `yaml:"id" json:"id"`
 	Tier    string `yaml:"tier" json:"tier"`
 	Expires Date   `yaml:"expires" json:"expires"`
 	Region  string `yaml:"region" json:"region"`
 }
+
+// HasContract reports whether the device has a support contract (a tier).
+func (c Contract) HasContract() bool { return c.Tier != "" }
 
 // Site is where a device is installed, for RMA shipping.
 type Site struct {
@@ -105,9 +233,10 @@ type Firmware struct {
 // Desk is a destination for case events. Type-specific settings sit beside
 // the common ones; the ones a type does not use must be empty.
 type Desk struct {
-	Name   string `yaml:"name" json:"name"`
-	Type   string `yaml:"type" json:"type"`
-	Role   string `yaml:"role" json:"role"`
+	Name string `yaml:"name" json:"name"`
+	Type string `yaml:"type" json:"type"`
+	Role string `yaml:"role" json:"role"`
+	// Upload is auto or approve; Parse sets auto where the file leaves it out.
 	Upload string `yaml:"upload" json:"upload,omitempty"`
 
 	// URL is the endpoint of HTTP desks (webhook and later API desks).

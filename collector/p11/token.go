@@ -12,6 +12,10 @@ const (
 	CheckSessionOpen = "session_open"
 	CheckRandom      = "random"
 	CheckLoginSign   = "login_sign"
+
+	// CheckSessionClose names the C_CloseSession stage in worker begin
+	// events and Unresponsive.Check; it is not a reported check.
+	CheckSessionClose = "session_close"
 )
 
 // Token is what one probe learned about one token.
@@ -34,6 +38,13 @@ type Check struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Error is the PKCS#11 return value name (e.g. "CKR_DEVICE_ERROR") or another short reason.
 	Error string `json:"error,omitempty"`
+	// NotRun is set when the check was deliberately not attempted, with the
+	// reason (e.g. login_sign while the token reports user_pin_locked). OK is
+	// then false and Duration zero. With Error empty such a check is neither
+	// a success nor a failure; with Error set, Error is the last real outcome
+	// that still stands (CKR_PIN_INCORRECT while the refused PIN file has not
+	// changed) and counts as that failure.
+	NotRun string `json:"not_run,omitempty"`
 }
 
 // HasFlag reports whether the token carries the named flag.
@@ -58,4 +69,14 @@ const (
 	FlagSOPINFinalTry     = "so_pin_final_try"
 	FlagSOPINLocked       = "so_pin_locked"
 	FlagWriteProtected    = "write_protected"
+
+	FlagRNG                         = "rng"
+	FlagUserPINInitialized          = "user_pin_initialized"
+	FlagRestoreKeyNotNeeded         = "restore_key_not_needed"
+	FlagClockOnToken                = "clock_on_token"
+	FlagProtectedAuthenticationPath = "protected_authentication_path"
+	FlagDualCryptoOperations        = "dual_crypto_operations"
+	FlagSecondaryAuthentication     = "secondary_authentication"
+	FlagSOPINToBeChanged            = "so_pin_to_be_changed"
+	FlagErrorState                  = "error_state"
 )

@@ -1,0 +1,34 @@
+# hsm-agent: `make demo` runs the agent on a SoftHSM2 fleet it creates,
+# `make test` runs every test. Both install missing system packages first.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
+BIN     := bin/hsm-agent
+
+.PHONY: all build deps demo test gotest lint bench package clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/hsm-agent
+
+demo: deps build
+	$(BIN) demo --dir .demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -count=1 -timeout 10m ./...
+
+test: deps lint build gotest
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./collector/probe/
+
+clean:
+	rm -rf bin dist .demo

@@ -1,0 +1,296 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/pkcs11test"
+)
+
+// TestMain lets the test binary act as the probe worker, as the real
+// binary does with `hsm-agent probe-worker`.
+func TestMain(m *testing.M) {
+	if os.Getenv("HSM_AGENT_TEST_WORKER") == "1" {
+		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// testWorker is the worker command for tests: this binary, re-executed.
+func testWorker(t *testing.T) []string {
+	t.Setenv("HSM_AGENT_TEST_WORKER", "1")
+	return []string{os.Args[0]}
+}
+
+// site is a SoftHSM2 fleet behind the fault module plus a config file.
+type site struct {
+	fleet  *pkcs11test.Fleet
+	faults *pkcs11test.Faults
+	config string
+	dir    string
+}
+
+// newSite creates n tokens named hsm-0..hsm-(n-1), all production in pool
+// "payments" (min_healthy 1), and writes a config with the given extra
+// top-level settings (e.g. "probe_timeout: 1s").
+func newSite(t *testing.T, n int, extra string) *site {
+	t.Helper()
+	dir := t.TempDir()
+	fleet := pkcs11test.NewFleet(t, n)
+	faults, err := pkcs11test.NewFaults(filepath.Join(dir, "faults"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &site{fleet: fleet, faults: faults, dir: dir, config: filepath.Join(dir, "config.yml")}
+	s.writeConfig(t, pkcs11test.FaultModule(t), extra)
+	return s
+}
+
+func (s *site) writeConfig(t *testing.T, library, extra string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "state_dir: %q\nlisten: 127.0.0.1:0\n%s\n", filepath.Join(s.dir, "state"), extra)
+	for _, def := range []string{"poll_interval: 300ms", "probe_timeout: 2s"} {
+		if !strings.Contains(extra, strings.SplitN(def, ":", 2)[0]+":") {
+			fmt.Fprintln(&b, def)
+		}
+	}
+	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", library)
+	env := s.fleet.Env()
+	for k, v := range s.faults.Env() {
+		env[k] = v
+	}
+	for k, v := range env {
+		fmt.Fprintf(&b, "      %s: %q\n", k, v)
+	}
+	fmt.Fprintf(&b, "pools:\n  - {name: payments, min_healthy: 1}\ndevices:\n")
+	for i, tok := range s.fleet.Tokens {
+		fmt.Fprintf(&b, "  - name: hsm-%d\n    serial: %q\n    module: soft\n    environment: production\n    pool: payments\n", i, tok.Serial)
+		fmt.Fprintf(&b, "    contract: {id: C-%d, tier: premium, expires: 2030-01-31, region: emea}\n", i)
+	}
+	fmt.Fprintf(&b, "desks:\n  - {name: ops, type: spool, role: internal, dir: %q}\n", filepath.Join(s.dir, "spool"))
+	if err := os.WriteFile(s.config, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runningAgent is an agent started in-process on 127.0.0.1:0.
+type runningAgent struct {
+	url    string
+	reload chan struct{}
+	logs   *syncBuffer
+	done   chan error
+	cancel context.CancelFunc
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startAgent(t *testing.T, configFile string) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	addr := make(chan string, 1)
+	go func() {
+		ra.done <- Run(ctx, Options{
+			ConfigFile:    configFile,
+			Logger:        NewLogger(ra.logs, -4),
+			Reload:        ra.reload,
+			WorkerCommand: testWorker(t),
+			Started:       func(a string) { addr <- a },
+		})
+	}()
+	select {
+	case a := <-addr:
+		ra.url = "http://" + a
+	case err := <-ra.done:
+		t.Fatalf("agent did not start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent did not start listening within 20s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-ra.done:
+			if err != nil {
+				t.Errorf("agent shutdown: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("agent did not shut down within 20s")
+		}
+		if t.Failed() {
+			t.Logf("agent logs:\n%s", ra.logs.String())
+		}
+	})
+	return ra
+}
+
+func (ra *runningAgent) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(ra.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (ra *runningAgent) metrics(t *testing.T) string {
+	t.Helper()
+	code, body := ra.get(t, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: status %d", code)
+	}
+	return body
+}
+
+func TestRunServesHealthMetricsAndStatus(t *testing.T) {
+	s := newSite(t, 2, "")
+	ra := startAgent(t, s.config)
+	if code, _ := ra.get(t, "/-/healthy"); code != 200 {
+		t.Fatalf("/-/healthy: %d", code)
+	}
+	waitFor(t, 15*time.Second, "ready", func() bool { code, _ := ra.get(t, "/-/ready"); return code == 200 })
+	body := ra.metrics(t)
+	for i, tok := range s.fleet.Tokens {
+		want := fmt.Sprintf(`hsm_up{device="hsm-%d",serial=%q} 1`, i, tok.Serial)
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, name := range []string{"hsm_agent_build_info{", "hsm_agent_config_last_reload_successful 1", `hsm_device_state{device="hsm-0",state="healthy"} 1`} {
+		if !strings.Contains(body, name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+	// The live output is valid for Prometheus' own linter.
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	_, page := ra.get(t, "/")
+	if !strings.Contains(page, "hsm-1") || !strings.Contains(page, "healthy") {
+		t.Errorf("status page lacks the devices:\n%s", page)
+	}
+	_, devices := ra.get(t, "/api/v1/devices")
+	if !strings.Contains(devices, s.fleet.Tokens[1].Serial) {
+		t.Errorf("/api/v1/devices lacks serial %s: %s", s.fleet.Tokens[1].Serial, devices)
+	}
+}
+
+func TestReloadKeepsRunningConfigOnError(t *testing.T) {
+	s := newSite(t, 2, "")
+	good, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgent(t, s.config)
+	waitFor(t, 15*time.Second, "first poll", func() bool { return strings.Contains(ra.metrics(t), `hsm_up{device="hsm-1"`) })
+
+	// A broken file: the agent keeps polling with the old configuration.
+	if err := os.WriteFile(s.config, append(good, []byte("bogus_field: 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ra.reload <- struct{}{}
+	waitFor(t, 10*time.Second, "reload failure metric", func() bool {
+		return strings.Contains(ra.metrics(t), "hsm_agent_config_last_reload_successful 0")
+	})
+	if !strings.Contains(ra.logs.String(), "bogus_field") {
+		t.Errorf("the reload error should name the bad field; logs:\n%s", ra.logs.String())
+	}
+	if !strings.Contains(ra.metrics(t), `hsm_up{device="hsm-1"`) {
+		t.Error("devices vanished after a failed reload")
+	}
+
+	// A good file that drops hsm-1: applied.
+	trimmed := string(good)
+	cut := strings.Index(trimmed, "  - name: hsm-1")
+	end := strings.Index(trimmed, "desks:")
+	trimmed = trimmed[:cut] + trimmed[end:]
+	if err := os.WriteFile(s.config, []byte(trimmed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ra.reload <- struct{}{}
+	waitFor(t, 10*time.Second, "reload success", func() bool {
+		m := ra.metrics(t)
+		return strings.Contains(m, "hsm_agent_config_last_reload_successful 1") && !strings.Contains(m, `device="hsm-1"`)
+	})
+}
+
+func TestHungTokenIsUnresponsiveWhileMetricsStayFast(t *testing.T) {
+	s := newSite(t, 3, "")
+	ra := startAgent(t, s.config)
+	waitFor(t, 15*time.Second, "healthy fleet", func() bool {
+		return strings.Contains(ra.metrics(t), `hsm_device_state{device="hsm-1",state="healthy"} 1`)
+	})
+	if err := s.faults.Set(s.fleet.Tokens[1].Serial, pkcs11test.FaultHang, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.faults.ClearAll() })
+	start := time.Now()
+	var slowest time.Duration
+	waitFor(t, 2*time.Second+time.Second+300*time.Millisecond+2*time.Second, "hsm-1 unresponsive", func() bool {
+		t0 := time.Now()
+		m := ra.metrics(t)
+		if d := time.Since(t0); d > slowest {
+			slowest = d
+		}
+		return strings.Contains(m, `hsm_device_state{device="hsm-1",state="unresponsive"} 1`)
+	})
+	t.Logf("unresponsive after %v; slowest scrape %v", time.Since(start), slowest)
+	// probe_timeout (2s) + 1s, plus up to one poll interval before the poll that hangs starts.
+	if took := time.Since(start); took > 2*time.Second+time.Second+300*time.Millisecond {
+		t.Errorf("hang reported after %v, want within probe_timeout + 1s (+ poll interval)", took)
+	}
+	if slowest > 100*time.Millisecond {
+		t.Errorf("a /metrics scrape took %v while a token hung, want < 100ms", slowest)
+	}
+	m := ra.metrics(t)
+	for _, d := range []string{"hsm-0", "hsm-2"} {
+		if !strings.Contains(m, fmt.Sprintf(`hsm_device_state{device=%q,state="healthy"} 1`, d)) {
+			t.Errorf("%s should stay healthy while hsm-1 hangs", d)
+		}
+	}
+}

@@ -1,0 +1,130 @@
+// Command hsm-agent watches a fleet of HSMs over PKCS#11, exports their
+// health to Prometheus and runs their support lifecycle. main only turns
+// flags into options and signals into a context; the work is in package agent.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hsm-agent/hsm-agent/agent"
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+)
+
+const defaultConfig = "/etc/hsm-agent/config.yml"
+
+const usage = `hsm-agent watches HSMs over PKCS#11 and runs their support lifecycle.
+
+Usage:
+  hsm-agent run [--config FILE] [--web.config.file FILE] [--log.level LEVEL]
+                                    foreground daemon (what the service runs)
+  hsm-agent check [--config FILE] [--json]
+                                    one poll of everything; exit 0 all healthy,
+                                    1 degraded, 2 failed/missing/unresponsive, 3 could not check
+  hsm-agent config check FILE       validate a configuration file and exit 0 (valid) or 1
+  hsm-agent demo [--dir DIR]        create a 3-token SoftHSM2 fleet and run the agent on it
+  hsm-agent demo fail|clear ...     inject or clear a fault in the demo fleet (see "demo --help")
+  hsm-agent version                 print the version
+  hsm-agent probe-worker            internal: the child process that loads a PKCS#11 library
+
+Secrets (PINs, tokens) are read from files or systemd credentials, never from flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "probe-worker":
+		return p11.WorkerMain(rest, os.Stdin, stdout, stderr)
+	case "run":
+		return runDaemon(rest, stderr)
+	case "check":
+		return runCheck(rest, stdout, stderr)
+	case "config":
+		if len(rest) != 2 || rest[0] != "check" {
+			fmt.Fprintln(stderr, "usage: hsm-agent config check FILE")
+			return 2
+		}
+		return agent.ConfigCheck(rest[1], stdout, stderr)
+	case "demo":
+		return agent.Demo(signalContext(), rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, agent.VersionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "hsm-agent: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", defaultConfig, "configuration `FILE`")
+	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for the HTTP endpoints")
+	level := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "hsm-agent: --log.level %q: use debug, info, warn or error\n", *level)
+		return 2
+	}
+	logger := agent.NewLogger(stderr, lvl)
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	err := agent.Run(signalContext(), agent.Options{
+		ConfigFile:    *configFile,
+		WebConfigFile: *webConfig,
+		Logger:        logger,
+		Reload:        reload,
+	})
+	if err != nil {
+		logger.Error("hsm-agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", defaultConfig, "configuration `FILE`")
+	asJSON := fs.Bool("json", false, "print a JSON array instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return agent.ExitUnknown
+	}
+	return agent.Check(signalContext(), *configFile, *asJSON, stdout, stderr)
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() context.Context {
+	ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx
+}

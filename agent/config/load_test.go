@@ -1,0 +1,354 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadExample(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/example.yml")
+	if err != nil {
+		t.Fatalf("the issue's example must load: %v", err)
+	}
+	check := func(name string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, want %#v", name, got, want)
+		}
+	}
+	check("File", c.File, "testdata/example.yml")
+	check("StateDir", c.StateDir, "/var/lib/hsm-agent")
+	check("Listen", c.Listen, "127.0.0.1:9842")
+	check("PollInterval", c.PollInterval, 15*time.Second)
+	check("RecheckInterval", c.RecheckInterval, 2*time.Second)
+	check("ProbeTimeout", c.ProbeTimeout, 10*time.Second)
+	check("ReinitInterval", c.ReinitInterval, 5*time.Minute)
+	// Not in the example: defaults.
+	check("SelftestInterval", c.SelftestInterval, 10*time.Minute)
+	check("SlowThreshold", c.SlowThreshold, 2*time.Second)
+	check("ConfirmPolls", c.ConfirmPolls, 3)
+	check("Modules", c.Modules, []Module{{Name: "nshield", Library: "/opt/nfast/toolkits/pkcs11/libcknfast.so",
+		Env: map[string]string{"CKNFAST_LOADSHARING": "1"}}})
+	check("Pools", c.Pools, []Pool{{Name: "payments", MinHealthy: 1}})
+	if len(c.Devices) != 1 {
+		t.Fatalf("devices: got %d, want 1", len(c.Devices))
+	}
+	d := c.Devices[0]
+	check("device name", d.Name, "hsm-a")
+	check("device serial", d.Serial, "1ffd0f9d8d8564b7")
+	check("device module", d.Module, "nshield")
+	check("device environment", d.Environment, EnvProduction)
+	check("device pool", d.Pool, "payments")
+	check("device commissioned", d.IsCommissioned(), true)
+	check("device contract id", d.Contract.ID, "C-1001")
+	check("device contract tier", d.Contract.Tier, TierPremiumPlus)
+	check("device contract region", d.Contract.Region, RegionEMEA)
+	check("device contract expires", d.Contract.Expires.String(), "2027-06-30")
+	check("device contract expires time", d.Contract.Expires.Time, time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC))
+	check("device site", d.Site, Site{Address: "1 Quay St, Leeds", Contact: "Ops desk", Phone: "+44 113 000 0000"})
+	check("device pin_file", d.PINFile, "/etc/hsm-agent/pins/hsm-a")
+	check("Firmware", c.Firmware, Firmware{Minimum: "12.60", Approved: []string{"12.60", "12.80"}})
+	check("Desks", c.Desks, []Desk{
+		{Name: "vendor", Type: DeskWebhook, Role: RoleVendor, Upload: UploadAuto,
+			URL: "https://support.example/hooks/hsm", SecretFile: "/etc/hsm-agent/vendor.key"},
+		{Name: "ops", Type: DeskSpool, Role: RoleInternal, Upload: UploadAuto, Dir: "/var/spool/hsm-agent"},
+	})
+}
+
+// invalid lists every testdata/invalid-*.yml with the exact error it must give.
+var invalid = map[string]string{
+	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars`,
+	"invalid-unknown-field-typo.yml": `testdata/invalid-unknown-field-typo.yml:6: devices[0].serail: unknown field "serail"; did you mean "serial"?`,
+	"invalid-duration.yml":           `testdata/invalid-duration.yml:1: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
+	"invalid-duration-no-unit.yml":   `testdata/invalid-duration-no-unit.yml:1: probe_timeout: "10" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "10s"`,
+	"invalid-duration-not-positive.yml": `testdata/invalid-duration-not-positive.yml:1: recheck_interval: must be greater than zero, got "0s"; the default is "2s"` + "\n" +
+		`testdata/invalid-duration-not-positive.yml:2: slow_threshold: must be greater than zero, got "-1s"; the default is "2s"`,
+	"invalid-confirm-polls.yml":           `testdata/invalid-confirm-polls.yml:1: confirm_polls: must be at least 1, got 0; the default is 3`,
+	"invalid-confirm-polls-type.yml":      `testdata/invalid-confirm-polls-type.yml:1: confirm_polls: "three" is not a whole number`,
+	"invalid-listen.yml":                  `testdata/invalid-listen.yml:1: listen: "9842" is not a host:port address; e.g. "127.0.0.1:9842" or ":9842"`,
+	"invalid-state-dir.yml":               `testdata/invalid-state-dir.yml:1: state_dir: required; the default is "/var/lib/hsm-agent"`,
+	"invalid-environment.yml":             `testdata/invalid-environment.yml:8: devices[0].environment: "prod" is not a valid environment; use one of production, non-production, development`,
+	"invalid-environment-missing.yml":     `testdata/invalid-environment-missing.yml:5: devices[0].environment: required; use one of production, non-production, development`,
+	"invalid-tier.yml":                    `testdata/invalid-tier.yml:9: devices[0].contract.tier: "gold" is not a valid tier; use one of premium-plus, premium, standard`,
+	"invalid-tier-missing.yml":            `testdata/invalid-tier-missing.yml:9: devices[0].contract.tier: required; use one of premium-plus, premium, standard`,
+	"invalid-region.yml":                  `testdata/invalid-region.yml:9: devices[0].contract.region: "europe" is not a valid region; use one of emea, apac, americas`,
+	"invalid-region-missing.yml":          `testdata/invalid-region-missing.yml:9: devices[0].contract.region: required; use one of emea, apac, americas`,
+	"invalid-contract-expires.yml":        `testdata/invalid-contract-expires.yml:12: devices[0].contract.expires: "30/06/2027" is not a date; use YYYY-MM-DD, e.g. 2027-06-30`,
+	"invalid-bool.yml":                    `testdata/invalid-bool.yml:9: devices[0].commissioned: "maybe" is not a boolean; use true or false`,
+	"invalid-device-module-unknown.yml":   `testdata/invalid-device-module-unknown.yml:7: devices[0].module: no module named "nshield"; defined modules: softhsm`,
+	"invalid-device-pool-unknown.yml":     `testdata/invalid-device-pool-unknown.yml:12: devices[0].pool: no pool named "payment"; defined pools: payments`,
+	"invalid-device-duplicate-name.yml":   `testdata/invalid-device-duplicate-name.yml:9: devices[1].name: duplicate device name "hsm-a", already used by devices[0]; each must be unique`,
+	"invalid-device-duplicate-serial.yml": `testdata/invalid-device-duplicate-serial.yml:10: devices[1].serial: duplicate serial "1ffd0f9d8d8564b7", already used by devices[0]; each must be unique`,
+	"invalid-device-missing-name.yml":     `testdata/invalid-device-missing-name.yml:5: devices[0].name: required; every device needs a unique name (it is the metric label "device")`,
+	"invalid-device-missing-serial.yml":   `testdata/invalid-device-missing-serial.yml:5: devices[0].serial: required; set the token serial number the HSM reports (pkcs11-tool -L shows it)`,
+	"invalid-device-missing-module.yml":   `testdata/invalid-device-missing-module.yml:5: devices[0].module: required; defined modules: softhsm`,
+	"invalid-module-missing-name.yml":     `testdata/invalid-module-missing-name.yml:2: modules[0].name: required; every module needs a unique name`,
+	"invalid-module-missing-library.yml":  `testdata/invalid-module-missing-library.yml:2: modules[0].library: required; set the path of the module's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so`,
+	"invalid-module-duplicate-name.yml":   `testdata/invalid-module-duplicate-name.yml:4: modules[1].name: duplicate module name "softhsm", already used by modules[0]; each must be unique`,
+	"invalid-pool-missing-name.yml":       `testdata/invalid-pool-missing-name.yml:2: pools[0].name: required; every pool needs a unique name`,
+	"invalid-pool-duplicate-name.yml":     `testdata/invalid-pool-duplicate-name.yml:4: pools[1].name: duplicate pool name "payments", already used by pools[0]; each must be unique`,
+	"invalid-pool-min-healthy.yml":        `testdata/invalid-pool-min-healthy.yml:3: pools[0].min_healthy: must be 0 or more, got -1`,
+	"invalid-firmware-minimum.yml":        `testdata/invalid-firmware-minimum.yml:1: firmware.minimum: "12.6a" is not a version; use dotted numbers, e.g. "12.60"`,
+	"invalid-firmware-approved.yml":       `testdata/invalid-firmware-approved.yml:3: firmware.approved[1]: "v12.80" is not a version; use dotted numbers, e.g. "12.60"`,
+	"invalid-desk-missing-name.yml":       `testdata/invalid-desk-missing-name.yml:2: desks[0].name: required; every desk needs a unique name`,
+	"invalid-desk-duplicate-name.yml":     `testdata/invalid-desk-duplicate-name.yml:3: desks[1].name: duplicate desk name "ops", already used by desks[0]; each must be unique`,
+	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "email" is not a known desk type; use one of webhook, spool`,
+	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool`,
+	"invalid-desk-role.yml":               `testdata/invalid-desk-role.yml:2: desks[0].role: "boss" is not a valid role; use one of vendor, internal, pager`,
+	"invalid-desk-role-missing.yml":       `testdata/invalid-desk-role-missing.yml:2: desks[0].role: required; use one of vendor, internal, pager`,
+	"invalid-desk-upload.yml":             `testdata/invalid-desk-upload.yml:2: desks[0].upload: "manual" is not a valid upload policy; use one of auto, approve`,
+	"invalid-desk-webhook-url.yml":        `testdata/invalid-desk-webhook-url.yml:2: desks[0].url: required for a webhook desk; set the URL that receives case events, e.g. https://support.example/hooks/hsm`,
+	"invalid-desk-webhook-url-scheme.yml": `testdata/invalid-desk-webhook-url-scheme.yml:5: desks[0].url: "ftp://support.example/hooks/hsm" is not an http or https URL; e.g. https://support.example/hooks/hsm`,
+	"invalid-desk-spool-dir.yml":          `testdata/invalid-desk-spool-dir.yml:2: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
+	"invalid-desk-unused-setting.yml":     `testdata/invalid-desk-unused-setting.yml:2: desks[0].url: not used by a spool desk; remove it`,
+	"invalid-calendar-region.yml":         `testdata/invalid-calendar-region.yml:2: calendars.europe: "europe" is not a region; use one of emea, apac, americas`,
+	"invalid-calendar-holiday.yml":        `testdata/invalid-calendar-holiday.yml:3: calendars.emea.holidays[1]: "2026-12-32" is not a date; use YYYY-MM-DD, e.g. 2027-06-30`,
+	"invalid-type-list.yml":               `testdata/invalid-type-list.yml:5: devices[0].name: expected a single value, got a list`,
+	"invalid-type-mapping.yml":            `testdata/invalid-type-mapping.yml:2: devices: expected a list, got a mapping`,
+	"invalid-top-level.yml":               `testdata/invalid-top-level.yml:1: expected a mapping of settings at the top level, got a list`,
+	"invalid-duplicate-key.yml":           `testdata/invalid-duplicate-key.yml:3: listen: set twice (first at line 1); keep one`,
+	"invalid-duplicate-key-nested.yml":    `testdata/invalid-duplicate-key-nested.yml:8: devices[0].name: set twice (first at line 7); keep one`,
+	"invalid-syntax.yml":                  `testdata/invalid-syntax.yml:2: invalid YAML at or below this line: did not find expected '-' indicator`,
+	"invalid-multiple-documents.yml":      `testdata/invalid-multiple-documents.yml:2: a second YAML document starts here; put the whole configuration in one document`,
+	"invalid-many.yml": strings.Join([]string{
+		`testdata/invalid-many.yml:2: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
+		`testdata/invalid-many.yml:3: confirm_polls: must be at least 1, got 0; the default is 3`,
+		`testdata/invalid-many.yml:10: devices[0].module: no module named "nshield"; defined modules: softhsm`,
+		`testdata/invalid-many.yml:11: devices[0].environment: "prod" is not a valid environment; use one of production, non-production, development`,
+		`testdata/invalid-many.yml:12: devices[0].contract.tier: "gold" is not a valid tier; use one of premium-plus, premium, standard`,
+		`testdata/invalid-many.yml:14: devices[1].serial: duplicate serial "1ffd0f9d8d8564b7", already used by devices[0]; each must be unique`,
+		`testdata/invalid-many.yml:17: devices[1].colour: unknown field "colour"; allowed here: name, serial, module, environment, pool, commissioned, contract, site, pin_file`,
+		`testdata/invalid-many.yml:19: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
+	}, "\n"),
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("testdata/invalid-*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]bool{}
+	for _, f := range files {
+		onDisk[filepath.Base(f)] = true
+		if _, ok := invalid[filepath.Base(f)]; !ok {
+			t.Errorf("%s has no expected message in the table", f)
+		}
+	}
+	for name, want := range invalid {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if !onDisk[name] {
+				t.Fatalf("testdata/%s is missing", name)
+			}
+			c, err := Load(filepath.Join("testdata", name))
+			if err == nil {
+				t.Fatalf("loaded without error: %+v", c)
+			}
+			if c != nil {
+				t.Errorf("Load returned a config along with the error")
+			}
+			if got := err.Error(); got != want {
+				t.Errorf("wrong message\ngot:\n%s\nwant:\n%s", got, want)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.File == "" || fe.Line == 0 {
+				t.Errorf("error is not a *FieldError with file and line: %#v", err)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{"", "# nothing set\n", "---\n", "---\n# nothing\n---\n"} {
+		c, err := Parse([]byte(data), "mem.yml")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", data, err)
+		}
+		want := Default()
+		want.File, want.lines = c.File, c.lines
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("Parse(%q) = %+v, want the defaults %+v", data, c, want)
+		}
+	}
+	d := Default()
+	if d.Listen != "127.0.0.1:9842" || d.PollInterval != 15*time.Second || d.RecheckInterval != 2*time.Second ||
+		d.ProbeTimeout != 10*time.Second || d.ReinitInterval != 5*time.Minute || d.SelftestInterval != 10*time.Minute ||
+		d.SlowThreshold != 2*time.Second || d.ConfirmPolls != 3 || d.StateDir != "/var/lib/hsm-agent" {
+		t.Errorf("Default() = %+v, not the documented defaults", d)
+	}
+	// Explicit values win over defaults; upload defaults to auto per desk.
+	c, err := Parse([]byte("poll_interval: 1m\ndesks:\n  - {name: a, type: spool, role: internal, dir: /d}\n"+
+		"  - {name: b, type: spool, role: internal, dir: /d, upload: approve}\n"), "mem.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PollInterval != time.Minute || c.Desks[0].Upload != UploadAuto || c.Desks[1].Upload != UploadApprove {
+		t.Errorf("got poll_interval %v, uploads %q %q", c.PollInterval, c.Desks[0].Upload, c.Desks[1].Upload)
+	}
+}
+
+func TestValidateBuiltInCode(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.Modules = []Module{{Name: "soft", Library: "/lib.so"}}
+	c.Devices = []Device{{Name: "a", Serial: "1", Module: "soft", Environment: EnvDevelopment}}
+	c.Desks = []Desk{{Name: "d", Type: DeskSpool, Role: RolePager, Dir: "/d"}} // Upload "" means auto
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	c.Devices = append(c.Devices, Device{Name: "a", Serial: "2", Module: "hard", Environment: EnvDevelopment})
+	c.ProbeTimeout = 0
+	want := "probe_timeout: must be greater than zero, got \"0s\"; the default is \"10s\"\n" +
+		"devices[1].name: duplicate device name \"a\", already used by devices[0]; each must be unique\n" +
+		"devices[1].module: no module named \"hard\"; defined modules: soft"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestLookups(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := c.Device("hsm-a"); !ok || d.Serial != "1ffd0f9d8d8564b7" {
+		t.Errorf("Device(hsm-a) = %+v, %v", d, ok)
+	}
+	if d, ok := c.DeviceBySerial("1ffd0f9d8d8564b7  "); !ok || d.Name != "hsm-a" {
+		t.Errorf("DeviceBySerial = %+v, %v", d, ok)
+	}
+	if m, ok := c.Module("nshield"); !ok || m.Library != "/opt/nfast/toolkits/pkcs11/libcknfast.so" {
+		t.Errorf("Module(nshield) = %+v, %v", m, ok)
+	}
+	if p, ok := c.Pool("payments"); !ok || p.MinHealthy != 1 {
+		t.Errorf("Pool(payments) = %+v, %v", p, ok)
+	}
+	_, ok1 := c.Device("nope")
+	_, ok2 := c.DeviceBySerial("nope")
+	_, ok3 := c.Module("nope")
+	_, ok4 := c.Pool("nope")
+	if ok1 || ok2 || ok3 || ok4 {
+		t.Error("lookups of unknown names must report false")
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Modules[0].Env["HSM_PIN"] = "planted-env-pin"
+	c.Desks[0].URL = "https://user:planted-url-pass@support.example/hooks/hsm"
+	out, err := c.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, leak := range []string{"planted-env-pin", "planted-url-pass"} {
+		if strings.Contains(s, leak) {
+			t.Errorf("Redacted output contains %q:\n%s", leak, s)
+		}
+	}
+	for _, want := range []string{"HSM_PIN: <secret>", "CKNFAST_LOADSHARING: \"1\"", "expires: 2027-06-30",
+		"selftest_interval: 10m0s", "upload: auto", "https://user:xxxxx@support.example/hooks/hsm"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("Redacted output lacks %q:\n%s", want, s)
+		}
+	}
+	if c.Modules[0].Env["HSM_PIN"] != "planted-env-pin" {
+		t.Error("Redacted modified the config it renders")
+	}
+	// The rendering is itself a valid configuration with the same content.
+	back, err := Parse(out, "redacted.yml")
+	if err != nil {
+		t.Fatalf("Redacted output does not load: %v\n%s", err, s)
+	}
+	c.Modules[0].Env["HSM_PIN"] = "<secret>"
+	c.Desks[0].URL = "https://user:xxxxx@support.example/hooks/hsm"
+	back.File, back.lines = c.File, c.lines
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", back, c)
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "lib.so")
+	pin := filepath.Join(dir, "pin")
+	open := filepath.Join(dir, "open.key")
+	for path, mode := range map[string]os.FileMode{lib: 0o755, pin: 0o600, open: 0o644} {
+		if err := os.WriteFile(path, []byte("x\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // umask may have cut bits
+			t.Fatal(err)
+		}
+	}
+	yml := "modules:\n  - {name: ok, library: " + lib + "}\n  - {name: gone, library: " + dir + "/missing.so}\n" +
+		"devices:\n  - {name: a, serial: '1', module: ok, environment: production, pin_file: " + pin + "}\n" +
+		"  - {name: b, serial: '2', module: ok, environment: production, pin_file: " + dir + "}\n" +
+		"desks:\n  - {name: v, type: webhook, role: vendor, url: 'https://x.example/h', secret_file: " + open + "}\n"
+	c, err := Parse([]byte(yml), "f.yml")
+	if err != nil {
+		t.Fatalf("missing files must not fail Load: %v", err)
+	}
+	var got []string
+	errs := c.CheckFiles()
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	want := []string{
+		"f.yml:3: modules[1].library: file " + dir + "/missing.so does not exist",
+		"f.yml:6: devices[1].pin_file: " + dir + " is a directory; name a file",
+		"f.yml:8: desks[0].secret_file: secret file " + open + " is readable by any user; run chmod o-rwx " + open,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("CheckFiles:\n got %q\nwant %q", got, want)
+	}
+	if len(errs) > 0 && !errors.Is(errs[0], fs.ErrNotExist) {
+		t.Errorf("missing file error does not wrap fs.ErrNotExist: %v", errs[0])
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "nope.yml")
+	_, err := Load(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load(missing) = %v, want an error naming %s and wrapping fs.ErrNotExist", err, path)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"12.60", "12.60", 0}, {"12.6", "12.60", -1}, {"12.80", "12.60", 1}, {"2.10", "2.9", 1},
+		{"3", "3.0", 0}, {"12.60.1", "12.60", 1}, {"11.99", "12.0", -1},
+	} {
+		if got := CompareVersions(tc.a, tc.b); got != tc.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestDeskTypes(t *testing.T) {
+	t.Parallel()
+	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool}) {
+		t.Errorf("DeskTypes() = %q", got)
+	}
+}

@@ -1,0 +1,392 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// FieldError is one problem of a configuration: where it is and what to do.
+// Its Error() reads "FILE:LINE: PATH: MESSAGE", leaving out what is unknown.
+type FieldError struct {
+	File string // configuration file; empty for a Config built in code
+	Line int    // 1-based line in File; 0 when unknown
+	Path string // field path such as "devices[1].contract.tier"; empty for the whole file
+	Msg  string // what is wrong and what is allowed
+	Err  error  // underlying error, if any
+}
+
+// Error implements error.
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	case e.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Allowed values, in the order messages list them.
+var (
+	environments = []string{EnvProduction, EnvNonProduction, EnvDevelopment}
+	tiers        = []string{TierPremiumPlus, TierPremium, TierStandard}
+	regions      = []string{RegionEMEA, RegionAPAC, RegionAmericas}
+	roles        = []string{RoleVendor, RoleInternal, RolePager}
+	uploads      = []string{UploadAuto, UploadApprove}
+)
+
+// deskSetting is a type-specific desk setting a type needs.
+type deskSetting struct {
+	name string // YAML name, a key of Desk.settings
+	hint string // what to put there, for the "required" message
+}
+
+// deskType says which type-specific settings a desk type requires and which
+// it may use; check, if set, validates their values.
+type deskType struct {
+	name     string
+	required []deskSetting
+	optional []string
+	check    func(d Desk, report func(setting, msg string))
+}
+
+// deskTypes is the one list of desk types. A new desk adds its entry here
+// (and its settings to Desk and Desk.settings).
+var deskTypes = []deskType{
+	{
+		name:     DeskWebhook,
+		required: []deskSetting{{"url", "set the URL that receives case events, e.g. https://support.example/hooks/hsm"}},
+		optional: []string{"secret_file"},
+		check: func(d Desk, report func(string, string)) {
+			if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+				report("url", fmt.Sprintf("%q is not an http or https URL; e.g. https://support.example/hooks/hsm", d.URL))
+			}
+		},
+	},
+	{
+		name:     DeskSpool,
+		required: []deskSetting{{"dir", "set the directory to write case events to, e.g. /var/spool/hsm-agent"}},
+	},
+}
+
+// DeskTypes lists the desk types this version knows.
+func DeskTypes() []string {
+	names := make([]string, len(deskTypes))
+	for i, t := range deskTypes {
+		names[i] = t.name
+	}
+	return names
+}
+
+// deskSettingNames is the order of Desk.settings.
+var deskSettingNames = []string{"url", "secret_file", "token_file", "dir"}
+
+// settings returns the type-specific settings by YAML name.
+func (d Desk) settings() map[string]string {
+	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir}
+}
+
+// reVersion is a dotted numeric firmware version such as "12.60".
+var reVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)+$`)
+
+// Validate checks the whole configuration and returns every problem found,
+// joined (one per line), or nil. Errors are *FieldError.
+func (c *Config) Validate() error {
+	if errs := c.validate(); len(errs) > 0 {
+		return joinErrors(errs)
+	}
+	return nil
+}
+
+// problems collects FieldErrors for one Config.
+type problems struct {
+	c    *Config
+	errs []*FieldError
+}
+
+func (p *problems) add(path, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{File: p.c.File, Line: p.c.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// oneOf reports value at path unless it is one of allowed; empty is "required".
+func (p *problems) oneOf(path, what, value string, allowed []string) {
+	switch {
+	case value == "":
+		p.add(path, "required; use one of %s", strings.Join(allowed, ", "))
+	case !contains(allowed, value):
+		p.add(path, "%q is not a valid %s; use one of %s", value, what, strings.Join(allowed, ", "))
+	}
+}
+
+// unique reports a name already used at an earlier index of the same list.
+func (p *problems) unique(seen map[string]string, path, list, what, value string) {
+	if value == "" {
+		return
+	}
+	if first, ok := seen[value]; ok {
+		p.add(path, "duplicate %s %q, already used by %s; each must be unique", what, value, first)
+		return
+	}
+	seen[value] = list
+}
+
+// lineOf returns the line of path, or of its closest ancestor in the file.
+func (c *Config) lineOf(path string) int {
+	if c.lines == nil {
+		return 0
+	}
+	for path != "" {
+		if l, ok := c.lines.byPath[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+func (c *Config) validate() []*FieldError {
+	p := &problems{c: c}
+
+	if c.StateDir == "" {
+		p.add("state_dir", "required; the default is %q", DefaultStateDir)
+	}
+	if c.Listen == "" {
+		p.add("listen", "required; e.g. %q", DefaultListen)
+	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
+		p.add("listen", "%q is not a host:port address; e.g. %q or \":9842\"", c.Listen, DefaultListen)
+	}
+	for _, d := range c.durations() {
+		if *d.value <= 0 {
+			p.add(d.name, "must be greater than zero, got %q; the default is %q", d.value.String(), shortDuration(d.def))
+		}
+	}
+	if c.ConfirmPolls < 1 {
+		p.add("confirm_polls", "must be at least 1, got %d; the default is %d", c.ConfirmPolls, DefaultConfirmPolls)
+	}
+
+	modules := map[string]string{}
+	var moduleNames []string
+	for i, m := range c.Modules {
+		path := fmt.Sprintf("modules[%d]", i)
+		if m.Name == "" {
+			p.add(path+".name", "required; every module needs a unique name")
+		}
+		p.unique(modules, path+".name", path, "module name", m.Name)
+		if m.Name != "" {
+			moduleNames = append(moduleNames, m.Name)
+		}
+		if m.Library == "" {
+			p.add(path+".library", "required; set the path of the module's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
+		}
+	}
+
+	pools := map[string]string{}
+	var poolNames []string
+	for i, pl := range c.Pools {
+		path := fmt.Sprintf("pools[%d]", i)
+		if pl.Name == "" {
+			p.add(path+".name", "required; every pool needs a unique name")
+		}
+		p.unique(pools, path+".name", path, "pool name", pl.Name)
+		if pl.Name != "" {
+			poolNames = append(poolNames, pl.Name)
+		}
+		if pl.MinHealthy < 0 {
+			p.add(path+".min_healthy", "must be 0 or more, got %d", pl.MinHealthy)
+		}
+	}
+
+	names, serials := map[string]string{}, map[string]string{}
+	for i, d := range c.Devices {
+		path := fmt.Sprintf("devices[%d]", i)
+		if d.Name == "" {
+			p.add(path+".name", "required; every device needs a unique name (it is the metric label \"device\")")
+		}
+		p.unique(names, path+".name", path, "device name", d.Name)
+		if d.Serial == "" {
+			p.add(path+".serial", "required; set the token serial number the HSM reports (pkcs11-tool -L shows it)")
+		}
+		p.unique(serials, path+".serial", path, "serial", d.Serial)
+		switch {
+		case d.Module == "":
+			p.add(path+".module", "required; %s", known("module", "modules", moduleNames))
+		case modules[d.Module] == "":
+			p.add(path+".module", "no module named %q; %s", d.Module, known("module", "modules", moduleNames))
+		}
+		if d.Pool != "" && pools[d.Pool] == "" {
+			p.add(path+".pool", "no pool named %q; %s", d.Pool, known("pool", "pools", poolNames))
+		}
+		p.oneOf(path+".environment", "environment", d.Environment, environments)
+		if ct := d.Contract; ct != (Contract{}) {
+			p.oneOf(path+".contract.tier", "tier", ct.Tier, tiers)
+			p.oneOf(path+".contract.region", "region", ct.Region, regions)
+		}
+	}
+
+	if v := c.Firmware.Minimum; v != "" && !reVersion.MatchString(v) {
+		p.add("firmware.minimum", "%q is not a version; use dotted numbers, e.g. \"12.60\"", v)
+	}
+	for i, v := range c.Firmware.Approved {
+		if !reVersion.MatchString(v) {
+			p.add(fmt.Sprintf("firmware.approved[%d]", i), "%q is not a version; use dotted numbers, e.g. \"12.60\"", v)
+		}
+	}
+
+	desks := map[string]string{}
+	for i, d := range c.Desks {
+		path := fmt.Sprintf("desks[%d]", i)
+		if d.Name == "" {
+			p.add(path+".name", "required; every desk needs a unique name")
+		}
+		p.unique(desks, path+".name", path, "desk name", d.Name)
+		p.oneOf(path+".role", "role", d.Role, roles)
+		if d.Upload != "" && !contains(uploads, d.Upload) {
+			p.add(path+".upload", "%q is not a valid upload policy; use one of %s", d.Upload, strings.Join(uploads, ", "))
+		}
+		c.validateDeskType(p, path, d)
+	}
+
+	for _, region := range slices.Sorted(maps.Keys(c.Calendars)) {
+		if !contains(regions, region) {
+			p.add("calendars."+region, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
+		}
+	}
+	return p.errs
+}
+
+// validateDeskType checks a desk's type and its type-specific settings.
+func (c *Config) validateDeskType(p *problems, path string, d Desk) {
+	var dt *deskType
+	for i := range deskTypes {
+		if deskTypes[i].name == d.Type {
+			dt = &deskTypes[i]
+		}
+	}
+	if dt == nil {
+		if d.Type == "" {
+			p.add(path+".type", "required; use one of %s", strings.Join(DeskTypes(), ", "))
+		} else {
+			p.add(path+".type", "%q is not a known desk type; use one of %s", d.Type, strings.Join(DeskTypes(), ", "))
+		}
+		return
+	}
+	settings := d.settings()
+	uses := map[string]bool{}
+	for _, r := range dt.required {
+		uses[r.name] = true
+		if settings[r.name] == "" {
+			p.add(path+"."+r.name, "required for a %s desk; %s", dt.name, r.hint)
+		}
+	}
+	for _, o := range dt.optional {
+		uses[o] = true
+	}
+	for _, name := range deskSettingNames {
+		if settings[name] != "" && !uses[name] {
+			p.add(path+"."+name, "not used by a %s desk; remove it", dt.name)
+		}
+	}
+	if dt.check != nil {
+		dt.check(d, func(setting, msg string) { p.add(path+"."+setting, "%s", msg) })
+	}
+}
+
+// known lists the defined names for "no module named ..." messages.
+func known(what, section string, names []string) string {
+	if len(names) == 0 {
+		return fmt.Sprintf("the file defines no %s: add one under %q", section, section)
+	}
+	return fmt.Sprintf("defined %s: %s", section, strings.Join(names, ", "))
+}
+
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
+
+// CompareVersions compares dotted numeric versions such as "12.60" segment by
+// segment as numbers (a missing segment counts as 0): -1 if a < b, 0 if equal,
+// +1 if a > b. Non-numeric segments count as 0.
+func CompareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+	}
+	return 0
+}
+
+// CheckFiles reports files the configuration names that are not usable yet:
+// missing or unreadable module libraries, PIN files and desk secret/token
+// files, and secret files any user may read. Load does not require them (the
+// probe checks libraries when it runs); `config check` prints these as warnings.
+func (c *Config) CheckFiles() []error {
+	var errs []error
+	check := func(path, file string, secret bool) {
+		if file == "" {
+			return
+		}
+		e := &FieldError{File: c.File, Line: c.lineOf(path), Path: path}
+		fi, err := os.Stat(file)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			e.Msg, e.Err = fmt.Sprintf("file %s does not exist", file), err
+		case err != nil:
+			e.Msg, e.Err = fmt.Sprintf("cannot use %s: %v", file, err), err
+		case fi.IsDir():
+			e.Msg = fmt.Sprintf("%s is a directory; name a file", file)
+		case secret && fi.Mode().Perm()&0o004 != 0:
+			e.Msg = fmt.Sprintf("secret file %s is readable by any user; run chmod o-rwx %s", file, file)
+		default:
+			return
+		}
+		errs = append(errs, e)
+	}
+	for i, m := range c.Modules {
+		check(fmt.Sprintf("modules[%d].library", i), m.Library, false)
+	}
+	for i, d := range c.Devices {
+		check(fmt.Sprintf("devices[%d].pin_file", i), d.PINFile, true)
+	}
+	for i, d := range c.Desks {
+		check(fmt.Sprintf("desks[%d].secret_file", i), d.SecretFile, true)
+		check(fmt.Sprintf("desks[%d].token_file", i), d.TokenFile, true)
+	}
+	return errs
+}

@@ -1,0 +1,258 @@
+package collector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/collector/probe"
+)
+
+// Policy holds the thresholds health classification applies.
+type Policy struct {
+	// SlowThreshold marks a check slower than this as degraded; 0 disables it.
+	SlowThreshold time.Duration
+	// ProbeTimeout is only quoted in reasons of unresponsive devices.
+	ProbeTimeout time.Duration
+}
+
+// Verdict is the health of one inventory device in one module result.
+type Verdict struct {
+	State  State
+	Kind   Kind
+	Reason string
+	// Token is the token that reported under the device's serial, nil if none did.
+	Token *p11.Token
+}
+
+// Classify decides the health of the inventory device with the given serial
+// from one poll result of its module. It is a pure function. Devices are
+// matched by serial only, never by slot ID or label. In order:
+//   - the serial reported: healthy, degraded or failed from its checks and flags;
+//   - the serial was in flight when the deadline hit: unresponsive;
+//   - a token hung before its serial was known: unresponsive too, since the
+//     hung token may be this device and we cannot tell;
+//   - a token failed token_info so its serial is unknown: failed, likewise;
+//   - the module failed (could not load or initialise, worker crashed): module_error;
+//   - otherwise: missing.
+func Classify(serial string, res probe.Result, pol Policy) Verdict {
+	for i := range res.Tokens {
+		if res.Tokens[i].Serial == serial {
+			tok := res.Tokens[i]
+			v := classifyToken(tok, pol)
+			v.Token = &tok
+			return v
+		}
+	}
+	for _, u := range res.Unresponsive {
+		if u.Serial == serial {
+			return Verdict{State: StateUnresponsive, Kind: KindHardware,
+				Reason: unresponsiveReason(u, pol)}
+		}
+	}
+	for _, u := range res.Unresponsive {
+		if u.Serial == "" {
+			return Verdict{State: StateUnresponsive, Kind: KindHardware,
+				Reason: fmt.Sprintf("not reported: a token of module %s (slot %d) hung before its serial was known, it may be this one; %s",
+					res.Module, u.SlotID, unresponsiveReason(u, pol))}
+		}
+	}
+	for _, t := range res.Tokens {
+		if t.Serial == "" && failedCheck(t, p11.CheckTokenInfo) != "" {
+			return Verdict{State: StateFailed, Kind: KindHardware,
+				Reason: fmt.Sprintf("not reported: a token of module %s (slot %d) failed check token_info (%s) so its serial is unknown, it may be this one",
+					res.Module, t.SlotID, failedCheck(t, p11.CheckTokenInfo))}
+		}
+	}
+	if res.ModuleError != "" {
+		return Verdict{State: StateModuleError, Kind: KindOperational,
+			Reason: fmt.Sprintf("module %s: %s", res.Module, res.ModuleError)}
+	}
+	return Verdict{State: StateMissing, Kind: KindHardware,
+		Reason: fmt.Sprintf("serial %s not present in module %s (%d tokens reported)", serial, res.Module, len(res.Tokens))}
+}
+
+func unresponsiveReason(u probe.Unresponsive, pol Policy) string {
+	check := u.Check
+	if check == "" {
+		check = "the probe"
+	} else {
+		check = "check " + check
+	}
+	if pol.ProbeTimeout > 0 {
+		return fmt.Sprintf("no answer during %s before the probe deadline (probe_timeout %s)", check, pol.ProbeTimeout)
+	}
+	return fmt.Sprintf("no answer during %s before the probe deadline", check)
+}
+
+// finding is one reason a reported token is not healthy.
+type finding struct {
+	state  State
+	kind   Kind
+	reason string
+}
+
+// classifyToken classifies a token that reported.
+func classifyToken(tok p11.Token, pol Policy) Verdict {
+	var fs []finding
+	for _, c := range tok.Checks {
+		if c.OK || (c.NotRun != "" && c.Error == "") {
+			continue // a check not attempted is neither a success nor a failure
+		}
+		reason := fmt.Sprintf("check %s failed", c.Name)
+		if c.Error != "" {
+			reason += ": " + c.Error
+		}
+		if c.NotRun != "" {
+			reason += " (result standing, not retried: " + c.NotRun + ")"
+		}
+		kind := KindHardware
+		if operationalError(c.Error) {
+			kind = KindOperational
+		}
+		fs = append(fs, finding{StateFailed, kind, reason})
+	}
+	if tok.HasFlag(p11.FlagErrorState) {
+		fs = append(fs, finding{StateFailed, KindHardware, "token reports error_state (it failed a self-test and is in an error state)"})
+	}
+	if tok.HasFlag(p11.FlagUserPINLocked) {
+		fs = append(fs, finding{StateFailed, KindOperational, "user PIN is locked (user_pin_locked)"})
+	}
+	for _, c := range tok.Checks {
+		if c.OK && c.NotRun == "" && pol.SlowThreshold > 0 && c.Duration > pol.SlowThreshold {
+			fs = append(fs, finding{StateDegraded, KindHardware,
+				fmt.Sprintf("check %s took %s (slow_threshold %s)", c.Name, roundDuration(c.Duration), pol.SlowThreshold)})
+		}
+	}
+	if !tok.HasFlag(p11.FlagUserPINLocked) {
+		if tok.HasFlag(p11.FlagUserPINFinalTry) {
+			fs = append(fs, finding{StateDegraded, KindOperational, "user PIN has one try left (user_pin_final_try)"})
+		} else if tok.HasFlag(p11.FlagUserPINCountLow) {
+			fs = append(fs, finding{StateDegraded, KindOperational, "user PIN retry counter is low (user_pin_count_low)"})
+		}
+	}
+	if len(fs) == 0 {
+		return Verdict{State: StateHealthy}
+	}
+	state := StateDegraded
+	for _, f := range fs {
+		if f.state == StateFailed {
+			state = StateFailed
+		}
+	}
+	// Kind: hardware wins among the findings of the winning state, since it
+	// needs the vendor; reasons list the winning state's findings first.
+	kind := KindOperational
+	var first, rest []string
+	for _, f := range fs {
+		if f.state == state {
+			if f.kind == KindHardware {
+				kind = KindHardware
+			}
+			first = append(first, f.reason)
+		} else {
+			rest = append(rest, f.reason)
+		}
+	}
+	return Verdict{State: state, Kind: kind, Reason: strings.Join(append(first, rest...), "; ")}
+}
+
+// failedCheck returns the error of the named check if it failed, else "".
+func failedCheck(t p11.Token, name string) string {
+	for _, c := range t.Checks {
+		if c.Name == name && !c.OK && (c.NotRun == "" || c.Error != "") {
+			if c.Error == "" {
+				return "failed"
+			}
+			return c.Error
+		}
+	}
+	return ""
+}
+
+// operationalError reports whether a check error is the operator's to fix
+// (PIN and user problems, an unreadable PIN file) rather than the hardware's.
+func operationalError(e string) bool {
+	u := strings.ToUpper(e)
+	return strings.HasPrefix(u, "CKR_PIN_") || strings.HasPrefix(u, "CKR_USER_") ||
+		strings.Contains(u, "PIN FILE") || strings.Contains(u, "PIN REFUSED")
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	if d >= time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d
+}
+
+// FirmwareCompliant reports whether a firmware version satisfies the fleet
+// policy: at least policy.Minimum when set, and one of policy.Approved when
+// that list is set. Versions compare as dotted numbers, component by
+// component, so "12.60" is newer than "12.8" and "12.6" equals "12.6.0".
+// An unparseable version is not compliant when any policy is set.
+func FirmwareCompliant(version string, policy config.Firmware) bool {
+	if policy.Minimum != "" {
+		c, err := compareVersions(version, policy.Minimum)
+		if err != nil || c < 0 {
+			return false
+		}
+	}
+	if len(policy.Approved) > 0 {
+		for _, a := range policy.Approved {
+			if c, err := compareVersions(version, a); err == nil && c == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// compareVersions compares dotted numeric versions component by component;
+// a missing component counts as 0 ("12.6" == "12.6.0").
+func compareVersions(a, b string) (int, error) {
+	pa, err := parseVersion(a)
+	if err != nil {
+		return 0, err
+	}
+	pb, err := parseVersion(b)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y uint64
+		if i < len(pa) {
+			x = pa[i]
+		}
+		if i < len(pb) {
+			y = pb[i]
+		}
+		switch {
+		case x < y:
+			return -1, nil
+		case x > y:
+			return 1, nil
+		}
+	}
+	return 0, nil
+}
+
+func parseVersion(v string) ([]uint64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, fmt.Errorf("empty version")
+	}
+	parts := strings.Split(v, ".")
+	out := make([]uint64, len(parts))
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("version %q: component %q is not a number: %w", v, p, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}

@@ -1,0 +1,671 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/collector/probe"
+)
+
+// ModuleProber probes one PKCS#11 module; *probe.Prober satisfies it.
+// Poll is never called concurrently on one prober.
+type ModuleProber interface {
+	Poll(ctx context.Context, req probe.Request) probe.Result
+	Close() error
+}
+
+// Options configure a Collector. Every field is optional.
+type Options struct {
+	// Logger receives the collector's log lines; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock used for timestamps; nil means time.Now.
+	Now func() time.Time
+	// NewProber creates the prober of one module; nil uses probe.New.
+	NewProber func(probe.Options, *slog.Logger) ModuleProber
+	// WorkerCommand starts a probe worker (probe.Options.Command); empty
+	// means the prober's default, this executable's probe-worker.
+	WorkerCommand []string
+	// OnPoll is called with the new snapshot after each poll round once
+	// every module has been polled at least once (so the first call means
+	// ready). Under Run every module runs on its own schedule, so each
+	// module's poll is a round and Snapshot.Polled names that module;
+	// PollOnce makes one call naming every module. Calls never overlap.
+	// OnPoll may call Snapshot, History, Recheck and Reload, but not PollOnce.
+	OnPoll func(Snapshot)
+}
+
+// Collector polls the modules of an inventory, classifies every device and
+// keeps the last snapshot. It is a prometheus.Collector over that snapshot.
+type Collector struct {
+	logger    *slog.Logger
+	now       func() time.Time
+	newProber func(probe.Options, *slog.Logger) ModuleProber
+	command   []string
+	onPoll    func(Snapshot)
+
+	// publishMu orders snapshot publication with the OnPoll call that
+	// follows it. Readers (Snapshot, Collect) never take it.
+	publishMu sync.Mutex
+	snap      atomic.Pointer[Snapshot]
+
+	// mu guards the fields below. It is never held across a probe or a callback.
+	mu      sync.Mutex
+	cfg     *config.Config
+	serials map[string]bool // every inventory serial
+	modules map[string]*moduleRunner
+	devices map[string]*deviceState
+	ready   bool
+	closed  bool
+	runCtx  context.Context // set while Run is active
+	loops   sync.WaitGroup  // Run's per-module loops
+	closing sync.WaitGroup  // probers of retired modules being closed
+}
+
+// moduleRunner is one module: its prober, its poll loop and its last result.
+type moduleRunner struct {
+	name    string
+	opts    probe.Options
+	logger  *slog.Logger
+	recheck chan struct{} // capacity 1: at most one pending recheck
+
+	pollMu sync.Mutex // serialises Poll and Close of the prober
+	prober ModuleProber
+	closed bool // guarded by pollMu
+
+	// guarded by Collector.mu
+	status     ModuleStatus
+	unexpected []UnexpectedToken
+	retired    bool
+	stop       context.CancelFunc
+	done       chan struct{}
+}
+
+// deviceState is one inventory device: its config entry, status and history.
+type deviceState struct {
+	dev    config.Device
+	status DeviceStatus
+	hist   history
+	// selfTest is the last login_sign check that ran (zero Name if none):
+	// the prober runs it at most every selftest_interval, and its result
+	// stands in the polls between.
+	selfTest   p11.Check
+	selfTestAt time.Time
+}
+
+// New creates a collector for the inventory of cfg. It starts no worker:
+// probers start their workers on the first poll.
+func New(cfg *config.Config, opts Options) (*Collector, error) {
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	c := &Collector{
+		logger:    opts.Logger,
+		now:       opts.Now,
+		newProber: opts.NewProber,
+		command:   slices.Clone(opts.WorkerCommand),
+		onPoll:    opts.OnPoll,
+		modules:   map[string]*moduleRunner{},
+		devices:   map[string]*deviceState{},
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.newProber == nil {
+		c.newProber = defaultNewProber
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.installLocked(cfg)
+	c.storeLocked(nil)
+	return c, nil
+}
+
+// checkConfig rejects what would make the collector spin or never time out.
+// Config validation proper belongs to agent/config.
+func checkConfig(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("collector: no configuration")
+	}
+	where := cfg.File
+	if where == "" {
+		where = "configuration"
+	}
+	if cfg.PollInterval <= 0 {
+		return fmt.Errorf("%s: poll_interval must be greater than 0, got %s", where, cfg.PollInterval)
+	}
+	if cfg.ProbeTimeout <= 0 {
+		return fmt.Errorf("%s: probe_timeout must be greater than 0, got %s", where, cfg.ProbeTimeout)
+	}
+	return nil
+}
+
+func (c *Collector) proberOptions(cfg *config.Config, m config.Module) probe.Options {
+	return probe.Options{
+		Module:           m.Name,
+		Library:          m.Library,
+		Env:              maps.Clone(m.Env),
+		Command:          slices.Clone(c.command),
+		Timeout:          cfg.ProbeTimeout,
+		ReinitInterval:   cfg.ReinitInterval,
+		SelftestInterval: cfg.SelftestInterval,
+	}
+}
+
+// installLocked makes cfg the running inventory. Modules whose prober
+// options did not change keep their prober (and warm worker); the others
+// get a new prober and the old one is closed in the background. Devices
+// still present (same name and serial) keep their state and history.
+func (c *Collector) installLocked(cfg *config.Config) {
+	modules := make(map[string]*moduleRunner, len(cfg.Modules))
+	for _, m := range cfg.Modules {
+		opts := c.proberOptions(cfg, m)
+		if old := c.modules[m.Name]; old != nil && reflect.DeepEqual(old.opts, opts) {
+			modules[m.Name] = old
+			continue
+		}
+		logger := c.logger.With("module", m.Name)
+		r := &moduleRunner{
+			name:    m.Name,
+			opts:    opts,
+			logger:  logger,
+			recheck: make(chan struct{}, 1),
+			prober:  c.newProber(opts, logger),
+			status:  ModuleStatus{Name: m.Name},
+		}
+		modules[m.Name] = r
+		if c.runCtx != nil {
+			c.startLoopLocked(r)
+		}
+	}
+	for name, old := range c.modules {
+		if modules[name] != old {
+			c.retireLocked(old)
+		}
+	}
+	c.modules = modules
+
+	devices := make(map[string]*deviceState, len(cfg.Devices))
+	serials := make(map[string]bool, len(cfg.Devices))
+	for _, d := range cfg.Devices {
+		serials[d.Serial] = true
+		ds := c.devices[d.Name]
+		switch {
+		case ds == nil:
+			ds = &deviceState{}
+		case ds.dev.Serial != d.Serial:
+			// Another unit under the same name: start over, keep the history.
+			ds = &deviceState{hist: ds.hist}
+		}
+		ds.dev = d
+		ds.status.Device, ds.status.Serial, ds.status.Module = d.Name, d.Serial, d.Module
+		devices[d.Name] = ds
+	}
+	c.devices = devices
+	c.serials = serials
+	c.cfg = cfg
+}
+
+// retireLocked stops a module's loop and closes its prober once any poll in
+// flight has finished (bounded by the probe deadline).
+func (c *Collector) retireLocked(r *moduleRunner) {
+	r.retired = true
+	if r.stop != nil {
+		r.stop()
+	}
+	done := r.done
+	c.closing.Add(1)
+	go func() {
+		defer c.closing.Done()
+		if done != nil {
+			<-done
+		}
+		if err := r.closeProber(); err != nil {
+			r.logger.Warn("closing the prober of a removed or changed module", "err", err)
+		}
+	}()
+}
+
+func (r *moduleRunner) closeProber() error {
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if err := r.prober.Close(); err != nil {
+		return fmt.Errorf("module %s: close prober: %w", r.name, err)
+	}
+	return nil
+}
+
+// Reload swaps the inventory. Devices still present keep their state and
+// history; modules whose library, environment or timing changed, and
+// removed modules, get their prober closed (a changed one gets a new one).
+// On error the running inventory is kept.
+func (c *Collector) Reload(cfg *config.Config) error {
+	if err := checkConfig(cfg); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("collector: reload after close")
+	}
+	c.installLocked(cfg)
+	c.storeLocked(nil)
+	c.logger.Info("inventory reloaded", "modules", len(cfg.Modules), "devices", len(cfg.Devices))
+	return nil
+}
+
+// runners returns the current module runners in inventory order.
+func (c *Collector) runnersLocked() []*moduleRunner {
+	out := make([]*moduleRunner, 0, len(c.cfg.Modules))
+	for _, m := range c.cfg.Modules {
+		out = append(out, c.modules[m.Name])
+	}
+	return out
+}
+
+// requestLocked builds the poll request of one module.
+func (c *Collector) requestLocked(module string, fresh bool) probe.Request {
+	req := probe.Request{Fresh: fresh}
+	for _, d := range c.cfg.Devices {
+		if d.Module == module && d.PINFile != "" {
+			req.SelfTests = append(req.SelfTests, probe.SelfTest{Serial: d.Serial, PINFile: d.PINFile})
+		}
+	}
+	return req
+}
+
+// poll runs one probe of one module. It reports false when the result must
+// be discarded: the prober was closed or ctx ended (shutdown, not a fault).
+func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (probe.Result, bool) {
+	c.mu.Lock()
+	req := c.requestLocked(r.name, fresh)
+	c.mu.Unlock()
+
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	if r.closed || ctx.Err() != nil {
+		return probe.Result{}, false
+	}
+	res := r.prober.Poll(ctx, req)
+	if ctx.Err() != nil {
+		return probe.Result{}, false
+	}
+	if res.Module == "" {
+		res.Module = r.name
+	}
+	return res, true
+}
+
+// PollOnce polls every module once, concurrently, and returns the snapshot
+// with all their results. fresh forces a fresh worker (fresh C_Initialize)
+// for every module.
+func (c *Collector) PollOnce(ctx context.Context, fresh bool) Snapshot {
+	c.mu.Lock()
+	runners := c.runnersLocked()
+	c.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Go(func() {
+			res, ok := c.poll(ctx, r, fresh)
+			if !ok {
+				return
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !r.retired {
+				c.applyLocked(r, res)
+			}
+		})
+	}
+	wg.Wait()
+	names := make([]string, len(runners))
+	for i, r := range runners {
+		names[i] = r.name
+	}
+	return c.publish(names)
+}
+
+// pollModule polls one module for Run and publishes its result.
+func (c *Collector) pollModule(ctx context.Context, r *moduleRunner, fresh bool) {
+	res, ok := c.poll(ctx, r, fresh)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	retired := r.retired
+	if !retired {
+		c.applyLocked(r, res)
+	}
+	c.mu.Unlock()
+	if !retired {
+		c.publish([]string{r.name})
+	}
+}
+
+// publish stores a new snapshot and, once ready, hands it to OnPoll.
+func (c *Collector) publish(polled []string) Snapshot {
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
+	c.mu.Lock()
+	s := c.storeLocked(polled)
+	c.mu.Unlock()
+	if s.Ready && c.onPoll != nil {
+		c.onPoll(*s)
+	}
+	return *s
+}
+
+// applyLocked classifies the devices of one module from its poll result.
+func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
+	now := c.now()
+	pol := Policy{SlowThreshold: c.cfg.SlowThreshold, ProbeTimeout: c.cfg.ProbeTimeout}
+	r.status = ModuleStatus{
+		Name:         r.name,
+		Polled:       true,
+		Start:        res.Start,
+		Duration:     res.Duration,
+		Fresh:        res.Fresh,
+		Error:        res.ModuleError,
+		Unresponsive: len(res.Unresponsive),
+		Tokens:       len(res.Tokens),
+	}
+	if res.ModuleError != "" {
+		r.logger.Debug("module poll failed", "err", res.ModuleError)
+	}
+
+	res.Tokens = c.carrySelfTestsLocked(r.name, res.Tokens, now)
+	for _, d := range c.cfg.Devices {
+		if d.Module != r.name {
+			continue
+		}
+		ds := c.devices[d.Name]
+		v := Classify(d.Serial, res, pol)
+		prev := ds.status
+		st := DeviceStatus{
+			Device: d.Name, Serial: d.Serial, Module: d.Module,
+			State: v.State, Kind: v.Kind, Reason: v.Reason,
+			Token: prev.Token, Reported: v.Token != nil,
+			LastSuccess: prev.LastSuccess, Since: prev.Since,
+			Fresh: res.Fresh, Updated: now, SelfTestAt: ds.selfTestAt,
+		}
+		if v.Token != nil {
+			st.Token = v.Token
+			st.Checks = v.Token.Checks
+		}
+		if st.Token != nil {
+			st.FirmwareCompliant = FirmwareCompliant(st.Token.Firmware, c.cfg.Firmware)
+		}
+		if st.Up() {
+			st.LastSuccess = now
+		}
+		if prev.State != st.State {
+			st.Since = now
+			c.logTransition(d, prev.State, st)
+		}
+		ds.status = st
+		ds.hist.add(Observation{Time: now, Serial: d.Serial, State: st.State, Kind: st.Kind,
+			Reason: st.Reason, Fresh: res.Fresh, Token: v.Token})
+	}
+
+	// Tokens not in the inventory, keeping the first-seen time of known ones.
+	seen := make(map[string]time.Time, len(r.unexpected))
+	for _, u := range r.unexpected {
+		seen[u.Token.Serial] = u.Since
+	}
+	var unexpected []UnexpectedToken
+	for _, t := range res.Tokens {
+		if t.Serial == "" || c.serials[t.Serial] || !t.HasFlag(p11.FlagTokenInitialized) {
+			continue // in the inventory, or an uninitialised spare slot
+		}
+		since, ok := seen[t.Serial]
+		if !ok {
+			since = now
+			r.logger.Warn("token not in the inventory (a replacement unit?)",
+				"serial", t.Serial, "label", t.Label, "model", t.Model, "firmware", t.Firmware)
+		}
+		unexpected = append(unexpected, UnexpectedToken{Module: r.name, Token: t, Since: since})
+	}
+	r.unexpected = unexpected
+	r.status.Unexpected = len(unexpected)
+}
+
+// carrySelfTestsLocked keeps each device's last login_sign result standing
+// between self-tests: a token of a device with a pin_file that reported
+// without a login_sign check gets the last one that ran. A check that ran
+// replaces the stored one; one not attempted (NotRun) clears it, since the
+// old result no longer describes the token. The returned tokens are copies.
+func (c *Collector) carrySelfTestsLocked(module string, tokens []p11.Token, now time.Time) []p11.Token {
+	bySerial := map[string]*deviceState{}
+	for _, d := range c.cfg.Devices {
+		if d.Module == module && d.PINFile != "" {
+			bySerial[d.Serial] = c.devices[d.Name]
+		}
+	}
+	if len(bySerial) == 0 {
+		return tokens
+	}
+	out := slices.Clone(tokens)
+	for i := range out {
+		ds := bySerial[out[i].Serial]
+		if ds == nil || out[i].Serial == "" {
+			continue
+		}
+		idx := slices.IndexFunc(out[i].Checks, func(ch p11.Check) bool { return ch.Name == p11.CheckLoginSign })
+		switch {
+		case idx >= 0 && out[i].Checks[idx].NotRun == "":
+			ds.selfTest, ds.selfTestAt = out[i].Checks[idx], now
+		case idx >= 0:
+			ds.selfTest, ds.selfTestAt = p11.Check{}, time.Time{}
+		case ds.selfTest.Name != "":
+			out[i].Checks = append(slices.Clone(out[i].Checks), ds.selfTest)
+		}
+	}
+	return out
+}
+
+// logTransition logs a device's change of state once (quiet loops).
+func (c *Collector) logTransition(d config.Device, from State, st DeviceStatus) {
+	attrs := []any{"device", d.Name, "serial", d.Serial, "module", d.Module, "state", string(st.State)}
+	if from != "" {
+		attrs = append(attrs, "previous", string(from))
+	}
+	if st.State == StateHealthy {
+		c.logger.Info("device healthy", attrs...)
+		return
+	}
+	attrs = append(attrs, "kind", string(st.Kind), "reason", st.Reason)
+	c.logger.Warn("device not healthy", attrs...)
+}
+
+// storeLocked builds and publishes a snapshot of the current state.
+func (c *Collector) storeLocked(polled []string) *Snapshot {
+	s := &Snapshot{Time: c.now(), Polled: polled}
+	if s.Polled == nil {
+		s.Polled = []string{}
+	}
+	ready := true
+	for _, r := range c.runnersLocked() {
+		s.Modules = append(s.Modules, r.status)
+		s.Unexpected = append(s.Unexpected, r.unexpected...)
+		ready = ready && r.status.Polled
+	}
+	if ready && polled != nil {
+		c.ready = true // latched: a reload adding a module does not unready the agent
+	}
+	s.Ready = c.ready
+	for _, d := range c.cfg.Devices {
+		st := c.devices[d.Name].status
+		st.Inventory = d
+		s.Devices = append(s.Devices, st)
+	}
+	c.snap.Store(s)
+	return s
+}
+
+// Snapshot returns the last published snapshot. It never waits on a probe.
+func (c *Collector) Snapshot() Snapshot { return *c.snap.Load() }
+
+// Ready reports whether the first poll round is done (every module polled).
+func (c *Collector) Ready() bool { return c.snap.Load().Ready }
+
+// History returns the recorded observations of an inventory device, oldest
+// first: its last RecentObservations polls plus up to FaultObservations
+// older non-healthy ones. It returns nil for an unknown device.
+func (c *Collector) History(device string) []Observation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ds := c.devices[device]
+	if ds == nil {
+		return nil
+	}
+	return ds.hist.list()
+}
+
+// Recheck schedules an extra poll of a module soon, in a fresh worker (fresh
+// C_Initialize), as confirmation rechecks need. At most one recheck is
+// pending per module; it runs as soon as Run's loop of that module is free.
+// Unknown modules are ignored.
+func (c *Collector) Recheck(module string) {
+	c.mu.Lock()
+	r := c.modules[module]
+	c.mu.Unlock()
+	if r == nil {
+		c.logger.Debug("recheck of an unknown module ignored", "module", module)
+		return
+	}
+	select {
+	case r.recheck <- struct{}{}:
+	default: // one already pending
+	}
+}
+
+// Run polls every module every poll_interval until ctx is done, each module
+// on its own schedule (a slow module does not delay the others), plus the
+// rechecks asked for with Recheck. It returns nil when ctx ends.
+func (c *Collector) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errors.New("collector: run after close")
+	}
+	if c.runCtx != nil {
+		c.mu.Unlock()
+		return errors.New("collector: already running")
+	}
+	c.runCtx = ctx
+	for _, r := range c.modules {
+		c.startLoopLocked(r)
+	}
+	c.mu.Unlock()
+
+	// An inventory without modules still completes (empty) rounds, so that
+	// readiness and watchdogs driven by OnPoll work.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-timer.C:
+			c.mu.Lock()
+			empty := len(c.modules) == 0
+			interval := c.cfg.PollInterval
+			c.mu.Unlock()
+			if empty {
+				c.publish([]string{})
+			}
+			timer.Reset(interval)
+		}
+	}
+
+	c.mu.Lock()
+	c.runCtx = nil
+	c.mu.Unlock()
+	c.loops.Wait()
+	return nil
+}
+
+func (c *Collector) startLoopLocked(r *moduleRunner) {
+	ctx, cancel := context.WithCancel(c.runCtx)
+	r.stop = cancel
+	r.done = make(chan struct{})
+	done := r.done
+	c.loops.Add(1)
+	go func() {
+		defer c.loops.Done()
+		defer close(done)
+		defer cancel()
+		c.loop(ctx, r)
+	}()
+}
+
+// loop is one module's schedule: a poll at once, then every poll_interval
+// (start to start), and a fresh poll whenever a recheck is pending.
+func (c *Collector) loop(ctx context.Context, r *moduleRunner) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.recheck:
+			c.pollModule(ctx, r, true)
+		case <-timer.C:
+			start := time.Now()
+			c.pollModule(ctx, r, false)
+			c.mu.Lock()
+			interval := c.cfg.PollInterval
+			c.mu.Unlock()
+			timer.Reset(max(0, time.Until(start.Add(interval))))
+		}
+	}
+}
+
+// Close stops Run's loops and closes every prober (killing the workers),
+// waiting for polls in flight to end. The collector cannot poll afterwards;
+// Snapshot, History and the metrics keep serving the last state.
+func (c *Collector) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	runners := c.runnersLocked()
+	for _, r := range runners {
+		if r.stop != nil {
+			r.stop()
+		}
+	}
+	c.mu.Unlock()
+
+	var errs []error
+	for _, r := range runners {
+		c.mu.Lock()
+		done := r.done
+		c.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+		errs = append(errs, r.closeProber())
+	}
+	c.closing.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,24 @@
+//go:build unix && !linux
+
+package probe
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcAttr puts the worker in its own process group, so that killing the
+// group leaves no orphan.
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+// killGroup kills the worker's whole process group.
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		cmd.Process.Kill()
+	}
+}

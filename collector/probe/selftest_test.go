@@ -1,0 +1,155 @@
+package probe
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/pkcs11test"
+)
+
+func writePIN(t *testing.T, path, pin string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(pin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSelfTestLogsInSignsAndRespectsInterval(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2)
+	r.opts.SelftestInterval = time.Hour
+	tok := r.fleet.Tokens[1]
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	writePIN(t, pinFile, tok.PIN)
+	req := Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}}
+	p := r.prober()
+
+	res := r.poll(p, req)
+	r.requireAll(res)
+	c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+	if c == nil || !c.OK || c.Duration <= 0 {
+		t.Fatalf("login_sign = %+v, want OK with a duration", c)
+	}
+	if n := r.logs.count("created the self-test key pair"); n != 1 {
+		t.Errorf("key created %d times on first use, want 1; logs:\n%s", n, r.logs)
+	}
+	if other := checkOf(tokenBySerial(res, r.fleet.Tokens[0].Serial), p11.CheckLoginSign); other != nil {
+		t.Errorf("token without a PIN file got login_sign %+v", other)
+	}
+
+	// Within the interval: no self-test.
+	res = r.poll(p, req)
+	if c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign); c != nil {
+		t.Errorf("second poll within selftest_interval ran login_sign: %+v", c)
+	}
+
+	// A new prober (interval state gone) finds the existing key.
+	p2 := r.prober()
+	res = r.poll(p2, req)
+	if c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign); c == nil || !c.OK {
+		t.Errorf("login_sign with the existing key = %+v, want OK", c)
+	}
+	if n := r.logs.count("created the self-test key pair"); n != 1 {
+		t.Errorf("key created %d times, want once (the second run finds it)", n)
+	}
+}
+
+func TestWrongPINIsNotRetriedUntilFileChanges(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	r.opts.SelftestInterval = 1 // due at every poll
+	tok := r.fleet.Tokens[0]
+	const wrong = "wrong-PIN-7391"
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	writePIN(t, pinFile, wrong)
+	req := Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}}
+	p := r.prober()
+
+	res := r.poll(p, req)
+	c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+	if c == nil || c.OK || c.Error != "CKR_PIN_INCORRECT" || c.NotRun != "" {
+		t.Fatalf("login_sign = %+v, want a login attempt refused with CKR_PIN_INCORRECT", c)
+	}
+	starts := r.logs.count("worker_mode=selftest")
+
+	for i := 0; i < 2; i++ {
+		res = r.poll(p, req)
+		c = checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+		if c == nil || c.Error != "CKR_PIN_INCORRECT" || c.NotRun == "" || c.Duration != 0 {
+			t.Errorf("poll %d after the refusal: login_sign = %+v, want the refusal standing, not run", i, c)
+		}
+	}
+	if n := r.logs.count("worker_mode=selftest"); n != starts {
+		t.Errorf("self-test workers ran again after the refusal (log lines %d -> %d)", starts, n)
+	}
+
+	// The operator fixes the file: the self-test runs again and passes.
+	writePIN(t, pinFile, tok.PIN)
+	res = r.poll(p, req)
+	if c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign); c == nil || !c.OK {
+		t.Errorf("after the PIN file changed: login_sign = %+v, want OK", c)
+	}
+
+	// The PIN never shows in logs or results.
+	b, _ := json.Marshal(res)
+	if strings.Contains(r.logs.String(), wrong) || strings.Contains(string(b), wrong) {
+		t.Errorf("the PIN %q appears in logs or results", wrong)
+	}
+}
+
+func TestLockedOrFinalTryTokenIsNeverLoggedInto(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{p11.FlagUserPINLocked, p11.FlagUserPINFinalTry} {
+		t.Run(flag, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, 1)
+			r.opts.SelftestInterval = 1
+			tok := r.fleet.Tokens[0]
+			r.set(tok.Serial, pkcs11test.FaultFlags, flag)
+			// A wrong PIN: any login attempt would show as CKR_PIN_INCORRECT.
+			pinFile := filepath.Join(t.TempDir(), "pin")
+			writePIN(t, pinFile, "not-the-pin")
+			req := Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}}
+			p := r.prober()
+
+			// First poll: the prober has not seen the flags yet, the
+			// self-test worker checks them itself.
+			res := r.poll(p, req)
+			c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+			if c == nil || c.Error != "" || !strings.Contains(c.NotRun, flag) {
+				t.Errorf("first poll: login_sign = %+v, want not run because of %s", c, flag)
+			}
+			starts := r.logs.count("worker_mode=selftest")
+			if starts == 0 {
+				t.Error("first poll did not start a self-test worker to check the flags")
+			}
+			// Second poll: the prober knows the flags and starts no worker.
+			res = r.poll(p, req)
+			c = checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+			if c == nil || c.Error != "" || !strings.Contains(c.NotRun, flag) {
+				t.Errorf("second poll: login_sign = %+v, want not run because of %s", c, flag)
+			}
+			if n := r.logs.count("worker_mode=selftest"); n != starts {
+				t.Errorf("a self-test worker ran although the last flags had %s", flag)
+			}
+		})
+	}
+}
+
+func TestUnreadablePINFileIsReported(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	tok := r.fleet.Tokens[0]
+	missing := filepath.Join(t.TempDir(), "absent")
+	p := r.prober()
+	res := r.poll(p, Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: missing}}})
+	c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+	if c == nil || c.OK || !strings.Contains(c.NotRun, missing) {
+		t.Errorf("login_sign = %+v, want not run naming %s", c, missing)
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package probe
+
+import "syscall"
+
+func signalName(s syscall.Signal) string { return s.String() }
