@@ -90,6 +90,16 @@ type Config struct {
 	Desks     []Desk              `yaml:"desks" json:"desks"`
 	Calendars map[string]Calendar `yaml:"calendars" json:"calendars,omitempty"`
 
+	// FlapLimit and FlapWindow hold a fault that confirms, clears and returns
+	// more than FlapLimit times within FlapWindow on its one case.
+	FlapLimit  int           `yaml:"flap_limit" json:"flap_limit"`
+	FlapWindow time.Duration `yaml:"flap_window" json:"flap_window"`
+	// ReopenWindow: the same fault after a case closed within this window
+	// reopens that case instead of opening a new one.
+	ReopenWindow time.Duration `yaml:"reopen_window" json:"reopen_window"`
+	// Diagnostics configures the diagnostics bundles attached to cases.
+	Diagnostics Diagnostics `yaml:"diagnostics" json:"diagnostics"`
+
 	// File is the path the configuration was loaded from (not part of the YAML).
 	File string `yaml:"-" json:"-"`
 
@@ -247,6 +257,35 @@ type Desk struct {
 	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
 	// Dir is the spool directory of a spool desk.
 	Dir string `yaml:"dir" json:"dir,omitempty"`
+	// Phones are the vendor's support phone numbers by region (emea, apac,
+	// americas), put into severity-1 pages so that someone calls; vendor desks.
+	Phones map[string]string `yaml:"phones" json:"phones,omitempty"`
+	// Timeout bounds one delivery attempt of an HTTP desk (default 10s).
+	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	// RatePerMinute caps deliveries to this desk (0 = no limit).
+	RatePerMinute int `yaml:"rate_per_minute" json:"rate_per_minute,omitempty"`
+}
+
+// Diagnostics configures what a diagnostics bundle holds.
+type Diagnostics struct {
+	// Commands are run for every bundle (e.g. the vendor's enquiry tool);
+	// their output goes into the bundle.
+	Commands []DiagnosticCommand `yaml:"commands" json:"commands,omitempty"`
+	// Redact lists extra regular expressions whose matches are replaced by
+	// <redacted> in every bundle file (PINs, tokens and passwords always are).
+	Redact []string `yaml:"redact" json:"redact,omitempty"`
+	// MaxBundleBytes caps a bundle's size (default 20 MiB); files past the cap
+	// are truncated and the manifest says so.
+	MaxBundleBytes int64 `yaml:"max_bundle_bytes" json:"max_bundle_bytes,omitempty"`
+	// Retention is how many bundles are kept per device (default 10).
+	Retention int `yaml:"retention" json:"retention,omitempty"`
+}
+
+// DiagnosticCommand is one command whose output goes into every bundle.
+type DiagnosticCommand struct {
+	Name    string        `yaml:"name" json:"name"`
+	Command []string      `yaml:"command" json:"command"`
+	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // Calendar lists one region's public holidays.
