@@ -18,7 +18,9 @@ import (
 )
 
 // ModuleProber probes one PKCS#11 module; *probe.Prober satisfies it.
-// Poll is never called concurrently on one prober.
+// The collector never calls Poll concurrently on one prober, and calls
+// Poll after Close only by a race it tolerates (the result is discarded).
+// Close may be called while a Poll runs and should make it return soon.
 type ModuleProber interface {
 	Poll(ctx context.Context, req probe.Request) probe.Result
 	Close() error
@@ -78,9 +80,9 @@ type moduleRunner struct {
 	logger  *slog.Logger
 	recheck chan struct{} // capacity 1: at most one pending recheck
 
-	pollMu sync.Mutex // serialises Poll and Close of the prober
-	prober ModuleProber
-	closed bool // guarded by pollMu
+	pollMu  sync.Mutex // serialises Poll calls on the prober
+	prober  ModuleProber
+	closing atomic.Bool // set before the prober is closed; results after it are discarded
 
 	// guarded by Collector.mu
 	status     ModuleStatus
@@ -238,14 +240,18 @@ func (c *Collector) retireLocked(r *moduleRunner) {
 	}()
 }
 
+// closeProber closes the prober without waiting for a poll in flight (the
+// prober cancels it), then waits for that poll to return, so that no
+// worker outlives it.
 func (r *moduleRunner) closeProber() error {
-	r.pollMu.Lock()
-	defer r.pollMu.Unlock()
-	if r.closed {
+	if !r.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	r.closed = true
-	if err := r.prober.Close(); err != nil {
+	err := r.prober.Close()
+	// Wait for a poll in flight to return.
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("module %s: close prober: %w", r.name, err)
 	}
 	return nil
@@ -299,12 +305,12 @@ func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (prob
 
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
-	if r.closed || ctx.Err() != nil {
+	if r.closing.Load() || ctx.Err() != nil {
 		return probe.Result{}, false
 	}
 	res := r.prober.Poll(ctx, req)
-	if ctx.Err() != nil {
-		return probe.Result{}, false
+	if ctx.Err() != nil || r.closing.Load() {
+		return probe.Result{}, false // cut short by shutdown: not a module fault
 	}
 	if res.Module == "" {
 		res.Module = r.name

@@ -366,7 +366,7 @@ func TestReload(t *testing.T) {
 	before, _ := c.Snapshot().Device("hsm-a")
 
 	cfg := goldenConfig()
-	cfg.Modules[1].Library = "/fake/beta-v2.so"                                      // beta changed
+	cfg.Modules[1].Library = "/fake/beta-v2.so"                                       // beta changed
 	cfg.Modules = append(cfg.Modules, config.Module{Name: "gamma", Library: "/x.so"}) // new module
 	cfg.Devices = slices.DeleteFunc(cfg.Devices, func(d config.Device) bool { return d.Name == "hsm-b" })
 	cfg.Devices[1].Serial = "c0000099" // hsm-c is now another unit
@@ -533,5 +533,38 @@ func TestSelfTestResultStands(t *testing.T) {
 	b, _ := c.Snapshot().Device("hsm-b")
 	if slices.Contains(names(b), p11.CheckLoginSign) {
 		t.Fatalf("hsm-b has no pin_file but shows %v", names(b))
+	}
+}
+
+// TestCloseCancelsAPollInFlight: Close does not wait for a stuck probe to
+// time out, and the cut-short result is not taken for a module fault.
+func TestCloseCancelsAPollInFlight(t *testing.T) {
+	t.Parallel()
+	c, f := newGoldenCollector(t)
+	c.PollOnce(context.Background(), false)
+	release := f.hold("alpha")
+	defer release()
+	polled := make(chan Snapshot, 1)
+	go func() { polled <- c.PollOnce(context.Background(), false) }()
+	for range 2 {
+		f.nextPoll(t)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := <-polled
+	if a, _ := s.Device("hsm-a"); a.State != StateHealthy {
+		t.Fatalf("hsm-a after a poll cut by Close: %s (%s), want the last real state", a.State, a.Reason)
+	}
+	for _, p := range f.probers {
+		if !p.isClosed() {
+			t.Errorf("prober of %s left open", p.opts.Module)
+		}
+	}
+	if err := c.Reload(goldenConfig()); err == nil {
+		t.Error("Reload after Close succeeded")
+	}
+	if s := c.PollOnce(context.Background(), false); len(s.Devices) != 7 {
+		t.Error("PollOnce after Close does not return the last snapshot")
 	}
 }

@@ -59,7 +59,7 @@ func (f *fakeFleet) hold(module string) (release func()) {
 func (f *fakeFleet) newProber(opts probe.Options, _ *slog.Logger) ModuleProber {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p := &fakeProber{fleet: f, opts: opts}
+	p := &fakeProber{fleet: f, opts: opts, closeCh: make(chan struct{})}
 	f.probers = append(f.probers, p)
 	return p
 }
@@ -93,10 +93,11 @@ type fakeProber struct {
 	fleet *fakeFleet
 	opts  probe.Options
 
-	mu     sync.Mutex
-	polls  int
-	closed bool
-	busy   bool
+	mu      sync.Mutex
+	polls   int
+	closed  bool
+	busy    bool
+	closeCh chan struct{} // closed by Close: a held Poll returns
 }
 
 func (p *fakeProber) Poll(ctx context.Context, req probe.Request) probe.Result {
@@ -107,7 +108,7 @@ func (p *fakeProber) Poll(ctx context.Context, req probe.Request) probe.Result {
 	}
 	if p.closed {
 		p.mu.Unlock()
-		panic("fake prober: Poll after Close")
+		return probe.Result{Module: p.opts.Module, ModuleError: "prober is closed"}
 	}
 	p.busy = true
 	p.polls++
@@ -129,6 +130,8 @@ func (p *fakeProber) Poll(ctx context.Context, req probe.Request) probe.Result {
 		case <-block:
 		case <-ctx.Done():
 			return probe.Result{Module: p.opts.Module, ModuleError: "context: " + ctx.Err().Error()}
+		case <-p.closeCh:
+			return probe.Result{Module: p.opts.Module, ModuleError: "poll cancelled: prober closed"}
 		}
 		// The script may have changed while we were blocked.
 		f.mu.Lock()
@@ -143,7 +146,10 @@ func (p *fakeProber) Poll(ctx context.Context, req probe.Request) probe.Result {
 func (p *fakeProber) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.closed = true
+	if !p.closed {
+		p.closed = true
+		close(p.closeCh)
+	}
 	return nil
 }
 

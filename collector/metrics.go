@@ -6,8 +6,8 @@ import (
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 )
 
-// TokenFlags are the token flags exported as hsm_token_flag, in order.
-var TokenFlags = []string{
+// tokenFlags are the token flags exported as hsm_token_flag, in order.
+var tokenFlags = []string{
 	p11.FlagTokenInitialized,
 	p11.FlagLoginRequired,
 	p11.FlagUserPINCountLow,
@@ -128,7 +128,7 @@ func collectSnapshot(s *Snapshot, ch chan<- prometheus.Metric) {
 			}
 		}
 		if d.Reported && d.Token != nil {
-			for _, f := range TokenFlags {
+			for _, f := range tokenFlags {
 				gauge(ch, descFlag, boolValue(d.Token.HasFlag(f)), d.Device, f)
 			}
 		}

@@ -115,7 +115,7 @@ build_deb() {
 		printf '%s\n' "$DESCRIPTION_LONG" | sed 's/^/ /'
 	} >"$r/DEBIAN/control"
 	local out="$OUTDIR/hsm-agent_${VERSION}_${DEB_ARCH}.deb"
-	dpkg-deb --root-owner-group -Zxz --build "$r" "$out" >/dev/null
+	dpkg-deb --root-owner-group -Zxz -z6 --build "$r" "$out" >/dev/null
 	printf '%s\n' "$out"
 }
 
@@ -177,7 +177,7 @@ EOF
 	local log=$WORK/rpmbuild.log
 	if ! rpmbuild -bb --nodeps --target "$RPM_ARCH" \
 		--define "_topdir $top" --define "_tmppath $top/tmp" \
-		--define "_binary_payload w19.zstdio" \
+		--define "_binary_payload w6.xzdio" \
 		"$spec" >"$log" 2>&1; then
 		cat "$log" >&2
 		die "rpmbuild failed"

@@ -118,17 +118,17 @@ type Case struct {
 // desks receive (the "event" field of the desk payload).
 const (
 	EventOpened         = "case.opened"
-	EventUpdated        = "case.updated"    // the fault was confirmed again on an open case
-	EventCleared        = "case.cleared"    // the device recovered; the case stays open until closed
-	EventReopened       = "case.reopened"   // the same fault after close, within reopen_window
-	EventHeld           = "case.held"       // flapping: recurrences are held on this case
-	EventClosed         = "case.closed"     // by an operator (or a desk, later)
-	EventCancelled      = "case.cancelled"  // by an operator
-	EventBundleApproved = "case.approved"   // an operator released the bundle
-	EventPage           = "case.page"       // severity 1: a pager event with phone and vendor reference
-	EventTest           = "desk.test"       // `hsm-agent desk test NAME`
-	EventDelivery       = "delivery"        // log only: a delivery attempt and its outcome
-	EventNote           = "note"            // log only: an operator's note
+	EventUpdated        = "case.updated"   // the fault was confirmed again on an open case
+	EventCleared        = "case.cleared"   // the device recovered; the case stays open until closed
+	EventReopened       = "case.reopened"  // the same fault after close, within reopen_window
+	EventHeld           = "case.held"      // flapping: recurrences are held on this case
+	EventClosed         = "case.closed"    // by an operator (or a desk, later)
+	EventCancelled      = "case.cancelled" // by an operator
+	EventBundleApproved = "case.approved"  // an operator released the bundle
+	EventPage           = "case.page"      // severity 1: a pager event with phone and vendor reference
+	EventTest           = "desk.test"      // `hsm-agent desk test NAME`
+	EventDelivery       = "delivery"       // log only: a delivery attempt and its outcome
+	EventNote           = "note"           // log only: an operator's note
 )
 
 // Event is one entry of a case's append-only log: a transition, a delivery
