@@ -5,7 +5,7 @@ GO      ?= go
 LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
 BIN     := bin/hsm-agent
 
-.PHONY: all build deps demo test gotest lint bench package clean
+.PHONY: all build deps demo test gotest lint bench package test-packaging clean
 
 all: build
 
@@ -25,7 +25,15 @@ lint:
 gotest:
 	$(GO) test -count=1 -timeout 10m ./...
 
-test: deps lint build gotest
+test: deps lint build test-packaging gotest
+
+# systemd unit (verify, security score <= 1.5), Prometheus rules and dashboard,
+# .deb/.rpm build, install, upgrade and purge. Needs root.
+test-packaging: build
+	packaging/test/run-all.sh $(BIN)
+
+package: build
+	packaging/build-packages.sh $(VERSION) $(BIN) dist
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./collector/probe/

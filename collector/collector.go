@@ -220,8 +220,8 @@ func (c *Collector) installLocked(cfg *config.Config) {
 	c.cfg = cfg
 }
 
-// retireLocked stops a module's loop and closes its prober once any poll in
-// flight has finished (bounded by the probe deadline).
+// retireLocked stops a module's loop and closes its prober in the
+// background; a poll in flight is cancelled and its result discarded.
 func (c *Collector) retireLocked(r *moduleRunner) {
 	r.retired = true
 	if r.stop != nil {
@@ -323,6 +323,10 @@ func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (prob
 // for every module.
 func (c *Collector) PollOnce(ctx context.Context, fresh bool) Snapshot {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.Snapshot()
+	}
 	runners := c.runnersLocked()
 	c.mu.Unlock()
 
@@ -508,8 +512,15 @@ func (c *Collector) storeLocked(polled []string) *Snapshot {
 	}
 	ready := true
 	for _, r := range c.runnersLocked() {
-		s.Modules = append(s.Modules, r.status)
-		s.Unexpected = append(s.Unexpected, r.unexpected...)
+		m := r.status
+		m.Unexpected = 0
+		for _, u := range r.unexpected {
+			if !c.serials[u.Token.Serial] { // a reload may have registered it since
+				s.Unexpected = append(s.Unexpected, u)
+				m.Unexpected++
+			}
+		}
+		s.Modules = append(s.Modules, m)
 		ready = ready && r.status.Polled
 	}
 	if ready && polled != nil {

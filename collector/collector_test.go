@@ -406,6 +406,12 @@ func TestReload(t *testing.T) {
 	if !s.Ready {
 		t.Error("a reload adding a module made the collector unready")
 	}
+	if len(s.Unexpected) != 0 {
+		t.Errorf("x9999999 is in the inventory now but still unexpected: %+v", s.Unexpected)
+	}
+	if a, _ := s.Module("alpha"); a.Unexpected != 0 {
+		t.Errorf("alpha still counts %d unexpected tokens", a.Unexpected)
+	}
 
 	s = c.PollOnce(context.Background(), false)
 	if h, _ := s.Device("hsm-h"); h.State != StateHealthy {

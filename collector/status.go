@@ -1,9 +1,3 @@
-// Package collector polls every PKCS#11 module of the inventory through its
-// probe worker, classifies the health of each inventory device (matched by
-// serial number only), keeps the last snapshot and a bounded history per
-// device, and serves Prometheus metrics from that snapshot. A scrape never
-// waits on a probe: Describe/Collect and Snapshot read an immutable snapshot
-// published atomically after each module poll.
 package collector
 
 import (

@@ -2,8 +2,8 @@
 # Builds hsm-agent's .deb (dpkg-deb) and .rpm (rpmbuild) from a built binary.
 #
 # Usage: packaging/build-packages.sh VERSION BINARY OUTDIR
-#   VERSION  e.g. 1.2.0, v1.2.0 or 1.3.0-rc1 (a leading v is dropped, '-' becomes '~'
-#            so that pre-releases sort before the release in dpkg and rpm)
+#   VERSION  1.2.0, v1.2.0, 1.3.0-rc1 or `git describe` output (see package_version
+#            below: pre-releases sort before the release, untagged builds as 0.0.0~...)
 #   BINARY   the hsm-agent binary (go build -o bin/hsm-agent ./agent/cmd/hsm-agent)
 #   OUTDIR   where hsm-agent_<version>_<arch>.deb and hsm-agent-<version>-1.<arch>.rpm go
 # Environment: HSM_AGENT_PACKAGES="deb rpm" (default both), HSM_AGENT_LICENSE
@@ -17,6 +17,8 @@
 #   .../systemd/system/hsm-agent.service               0644 root
 #   /usr/lib/sysusers.d/hsm-agent.conf                 0644 root
 #   /usr/lib/tmpfiles.d/hsm-agent.conf                 0644 root
+#   /usr/share/hsm-agent/50-credentials-compat.conf    0644 root, copied by the maintainer
+#                       scripts to /etc/systemd/system/hsm-agent.service.d/ on systemd < 251
 #   /etc/hsm-agent/config.yml                          0644 root, conffile / %config(noreplace)
 #   /etc/hsm-agent/credentials{,/pins,/desks}/         0700 hsm-agent
 #   /var/lib/hsm-agent/                                0700 hsm-agent
@@ -26,7 +28,31 @@ set -euo pipefail
 
 die() { printf 'build-packages: %s\n' "$*" >&2; exit 1; }
 
-[ $# -eq 3 ] || die "usage: $0 VERSION BINARY OUTDIR"
+# package_version VERSION: a version dpkg and rpm both accept and order right.
+#   1.2.0, v1.2.0            -> 1.2.0
+#   1.3.0-rc1                -> 1.3.0~rc1          (pre-release: before 1.3.0)
+#   v1.2.0-4-gabc1234[-dirty] -> 1.2.0+git4.gabc1234[.dirty] (git describe: after 1.2.0)
+#   dev, abc1234-dirty       -> 0.0.0~dev, 0.0.0~abc1234.dirty (untagged builds)
+package_version() {
+	local v=${1#v}
+	if [[ $v =~ ^([0-9]+(\.[0-9]+)*)-([0-9]+)-(g[0-9a-f]+)(-dirty)?$ ]]; then
+		v="${BASH_REMATCH[1]}+git${BASH_REMATCH[3]}.${BASH_REMATCH[4]}"
+		[ -z "${BASH_REMATCH[5]}" ] || v="$v.dirty"
+	elif [[ $v =~ ^[0-9]+(\.[0-9]+)*([-~+][0-9A-Za-z.]+)?$ ]]; then
+		v=${v/-/\~}
+	elif [[ $1 =~ ^[0-9A-Za-z][0-9A-Za-z._-]*$ ]]; then
+		v="0.0.0~$(printf '%s' "$1" | tr -c '0-9A-Za-z.\n' '.')"
+	else
+		return 1
+	fi
+	printf '%s\n' "$v"
+}
+
+if [ "${1:-}" = "--print-version" ] && [ $# -eq 2 ]; then
+	package_version "$2" || die "VERSION '$2' cannot be made a package version"
+	exit 0
+fi
+[ $# -eq 3 ] || die "usage: $0 VERSION BINARY OUTDIR   (or: $0 --print-version VERSION)"
 VERSION_IN=$1 BINARY=$2 OUTDIR=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -34,10 +60,8 @@ PACKAGES=${HSM_AGENT_PACKAGES:-deb rpm}
 LICENSE=${HSM_AGENT_LICENSE:-Proprietary}
 MAINTAINER=${HSM_AGENT_MAINTAINER:-hsm-agent maintainers <hsm-agent@example.invalid>}
 
-VERSION=${VERSION_IN#v}
-[[ $VERSION =~ ^[0-9]+(\.[0-9]+)*([-~+][0-9A-Za-z.]+)?$ ]] ||
-	die "VERSION '$VERSION_IN' is not a release version like 1.2.0, v1.2.0 or 1.3.0-rc1"
-VERSION=${VERSION//-/\~}
+VERSION=$(package_version "$VERSION_IN") ||
+	die "VERSION '$VERSION_IN' cannot be made a package version (use 1.2.0, v1.2.0, 1.3.0-rc1 or git describe output)"
 
 [ -f "$BINARY" ] && [ -x "$BINARY" ] || die "BINARY '$BINARY' is not an executable file (build it: go build -o bin/hsm-agent ./agent/cmd/hsm-agent)"
 [ "$(head -c 4 "$BINARY" | od -An -c | tr -d ' ')" = '177ELF' ] || die "BINARY '$BINARY' is not an ELF executable"
@@ -64,6 +88,7 @@ stage() {
 	install -D -m 0644 "$ROOT/systemd/hsm-agent.service" "$r$unitdir/hsm-agent.service"
 	install -D -m 0644 "$ROOT/systemd/sysusers.d/hsm-agent.conf" "$r/usr/lib/sysusers.d/hsm-agent.conf"
 	install -D -m 0644 "$ROOT/systemd/tmpfiles.d/hsm-agent.conf" "$r/usr/lib/tmpfiles.d/hsm-agent.conf"
+	install -D -m 0644 "$ROOT/systemd/compat/50-credentials-compat.conf" "$r/usr/share/hsm-agent/50-credentials-compat.conf"
 	install -D -m 0644 "$HERE/config.yml" "$r/etc/hsm-agent/config.yml"
 	install -d -m 0700 "$r/etc/hsm-agent/credentials" "$r/etc/hsm-agent/credentials/pins" \
 		"$r/etc/hsm-agent/credentials/desks" "$r/var/lib/hsm-agent"
@@ -115,7 +140,7 @@ build_deb() {
 		printf '%s\n' "$DESCRIPTION_LONG" | sed 's/^/ /'
 	} >"$r/DEBIAN/control"
 	local out="$OUTDIR/hsm-agent_${VERSION}_${DEB_ARCH}.deb"
-	dpkg-deb --root-owner-group -Zxz -z6 --build "$r" "$out" >/dev/null
+	dpkg-deb --root-owner-group -Zgzip -z9 --build "$r" "$out" >/dev/null
 	printf '%s\n' "$out"
 }
 
@@ -155,6 +180,7 @@ cp -a $stagedir/. %{buildroot}/
 %attr(0644,root,root) /usr/lib/systemd/system/hsm-agent.service
 %attr(0644,root,root) /usr/lib/sysusers.d/hsm-agent.conf
 %attr(0644,root,root) /usr/lib/tmpfiles.d/hsm-agent.conf
+%attr(0644,root,root) /usr/share/hsm-agent/50-credentials-compat.conf
 %dir %attr(0755,root,root) /etc/hsm-agent
 %config(noreplace) %attr(0644,root,root) /etc/hsm-agent/config.yml
 %dir %attr(0700,hsm-agent,hsm-agent) /etc/hsm-agent/credentials
@@ -177,7 +203,7 @@ EOF
 	local log=$WORK/rpmbuild.log
 	if ! rpmbuild -bb --nodeps --target "$RPM_ARCH" \
 		--define "_topdir $top" --define "_tmppath $top/tmp" \
-		--define "_binary_payload w6.xzdio" \
+		--define "_binary_payload w9.gzdio" \
 		"$spec" >"$log" 2>&1; then
 		cat "$log" >&2
 		die "rpmbuild failed"

@@ -13,6 +13,8 @@ declare -A need=(
   [rpmbuild]=rpm
   [dpkg-deb]=dpkg
   [systemd-analyze]=systemd
+  [strace]=strace
+  [curl]=curl
 )
 missing=()
 for probe in "${!need[@]}"; do

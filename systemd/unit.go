@@ -27,6 +27,18 @@ var Sysusers string
 //go:embed tmpfiles.d/hsm-agent.conf
 var Tmpfiles string
 
+// CredentialsCompat is a drop-in that turns off Unit's LoadCredential=
+// directories, for systemd versions below CredentialDirMinVersion, where they
+// would stop the service from starting. Install it as
+// /etc/systemd/system/hsm-agent.service.d/50-credentials-compat.conf.
+//
+//go:embed compat/50-credentials-compat.conf
+var CredentialsCompat string
+
+// CredentialDirMinVersion is the first systemd version whose LoadCredential=
+// accepts a directory (systemd NEWS, version 251).
+const CredentialDirMinVersion = 251
+
 // DefaultExecStart is the ExecStart= command line of Unit.
 const DefaultExecStart = "/usr/bin/hsm-agent run --config /etc/hsm-agent/config.yml"
 

@@ -11,9 +11,10 @@ import (
 func TestEmbeddedMatchesFiles(t *testing.T) {
 	t.Parallel()
 	for path, got := range map[string]string{
-		"hsm-agent.service":         Unit,
-		"sysusers.d/hsm-agent.conf": Sysusers,
-		"tmpfiles.d/hsm-agent.conf": Tmpfiles,
+		"hsm-agent.service":                 Unit,
+		"sysusers.d/hsm-agent.conf":         Sysusers,
+		"tmpfiles.d/hsm-agent.conf":         Tmpfiles,
+		"compat/50-credentials-compat.conf": CredentialsCompat,
 	} {
 		want, err := os.ReadFile(path)
 		if err != nil {
@@ -102,5 +103,18 @@ func TestRender(t *testing.T) {
 		if _, err := Render(bad[0], bad[1]); err == nil {
 			t.Errorf("Render(%q, %q) = nil error, want one", bad[0], bad[1])
 		}
+	}
+}
+
+func TestCredentialsCompatResetsLoadCredential(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	for _, l := range strings.Split(CredentialsCompat, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	if strings.Join(lines, "|") != "[Service]|LoadCredential=" {
+		t.Errorf("compat drop-in must only reset LoadCredential=, has %q", lines)
 	}
 }

@@ -75,11 +75,7 @@ func Parse(data []byte, file string) (*Config, error) {
 		}
 	}
 
-	for i := range c.Desks {
-		if c.Desks[i].Upload == "" {
-			c.Desks[i].Upload = UploadAuto
-		}
-	}
+	c.listDefaults()
 
 	// A mapping or list that failed to decode leaves the structs short (yaml
 	// drops the element), so later paths would be wrong: report only the
@@ -96,6 +92,28 @@ func Parse(data []byte, file string) (*Config, error) {
 		return nil, joinErrors(errs)
 	}
 	return c, nil
+}
+
+// listDefaults sets the defaults of list items the file leaves out: a desk's
+// upload policy (auto) and, for desk types that use it, its timeout; a
+// diagnostics command's timeout. A value the file sets, even zero, is kept
+// (and validated).
+func (c *Config) listDefaults() {
+	for i := range c.Desks {
+		d := &c.Desks[i]
+		if d.Upload == "" {
+			d.Upload = UploadAuto
+		}
+		if d.Timeout == 0 && deskTypeUses(d.Type, "timeout") && !c.inFile(fmt.Sprintf("desks[%d].timeout", i)) {
+			d.Timeout = DefaultDeskTimeout
+		}
+	}
+	for i := range c.Diagnostics.Commands {
+		cmd := &c.Diagnostics.Commands[i]
+		if cmd.Timeout == 0 && !c.inFile(fmt.Sprintf("diagnostics.commands[%d].timeout", i)) {
+			cmd.Timeout = DefaultCommandTimeout
+		}
+	}
 }
 
 // emptyDocument reports whether a document holds nothing (a stray "---").
@@ -295,6 +313,12 @@ func typeMsg(path, typ, got string) (msg string, structural bool) {
 			if d.name == path {
 				example = d.def
 			}
+		}
+		switch {
+		case strings.HasPrefix(path, "desks[") && strings.HasSuffix(path, ".timeout"):
+			example = DefaultDeskTimeout
+		case strings.HasPrefix(path, "diagnostics.commands[") && strings.HasSuffix(path, ".timeout"):
+			example = DefaultCommandTimeout
 		}
 		return fmt.Sprintf("%s is not a valid duration; use a number and a unit (ms, s, m, h), e.g. %q",
 			got, shortDuration(example)), false

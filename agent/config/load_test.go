@@ -34,6 +34,10 @@ func TestLoadExample(t *testing.T) {
 	check("SelftestInterval", c.SelftestInterval, 10*time.Minute)
 	check("SlowThreshold", c.SlowThreshold, 2*time.Second)
 	check("ConfirmPolls", c.ConfirmPolls, 3)
+	check("FlapLimit", c.FlapLimit, 3)
+	check("FlapWindow", c.FlapWindow, time.Hour)
+	check("ReopenWindow", c.ReopenWindow, 7*24*time.Hour)
+	check("Diagnostics", c.Diagnostics, Diagnostics{MaxBundleBytes: 20 << 20, Retention: 10})
 	check("Modules", c.Modules, []Module{{Name: "nshield", Library: "/opt/nfast/toolkits/pkcs11/libcknfast.so",
 		Env: map[string]string{"CKNFAST_LOADSHARING": "1"}}})
 	check("Pools", c.Pools, []Pool{{Name: "payments", MinHealthy: 1}})
@@ -57,14 +61,61 @@ func TestLoadExample(t *testing.T) {
 	check("Firmware", c.Firmware, Firmware{Minimum: "12.60", Approved: []string{"12.60", "12.80"}})
 	check("Desks", c.Desks, []Desk{
 		{Name: "vendor", Type: DeskWebhook, Role: RoleVendor, Upload: UploadAuto,
-			URL: "https://support.example/hooks/hsm", SecretFile: "/etc/hsm-agent/vendor.key"},
+			URL: "https://support.example/hooks/hsm", SecretFile: "/etc/hsm-agent/vendor.key", Timeout: 10 * time.Second},
 		{Name: "ops", Type: DeskSpool, Role: RoleInternal, Upload: UploadAuto, Dir: "/var/spool/hsm-agent"},
 	})
 }
 
+// TestLoadCaseSettings loads the settings issue 3 added (flapping, reopen
+// window, diagnostics, desk phones, timeouts and rates) and their defaults.
+func TestLoadCaseSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/cases.yml")
+	if err != nil {
+		t.Fatalf("cases.yml must load: %v", err)
+	}
+	check := func(name string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, want %#v", name, got, want)
+		}
+	}
+	check("FlapLimit", c.FlapLimit, 5)
+	check("FlapWindow", c.FlapWindow, 30*time.Minute)
+	check("ReopenWindow", c.ReopenWindow, 72*time.Hour)
+	check("Diagnostics", c.Diagnostics, Diagnostics{
+		Commands: []DiagnosticCommand{
+			{Name: "enquiry", Command: []string{"/opt/nfast/bin/enquiry"}, Timeout: 30 * time.Second}, // default
+			{Name: "nfkminfo", Command: []string{"/opt/nfast/bin/nfkminfo", "-v"}, Timeout: 5 * time.Second},
+		},
+		Redact:         []string{`password=\S+`, `(?i)api[_-]?key:\s*\S+`},
+		MaxBundleBytes: 5 << 20,
+		Retention:      10, // default
+	})
+	check("Desks", c.Desks, []Desk{
+		{Name: "vendor", Type: DeskWebhook, Role: RoleVendor, Upload: UploadApprove, URL: "https://support.example/hooks/hsm",
+			Phones:  map[string]string{RegionEMEA: "+44 20 7946 0000", RegionAmericas: "+1 212 555 0100"},
+			Timeout: 10 * time.Second, RatePerMinute: 30},
+		{Name: "itsm", Type: DeskWebhook, Role: RoleInternal, Upload: UploadAuto, URL: "https://itsm.example/hooks/hsm",
+			Timeout: 3 * time.Second},
+		{Name: "pager", Type: DeskSpool, Role: RolePager, Upload: UploadAuto, Dir: "/var/spool/hsm-agent/pager", RatePerMinute: 10},
+	})
+	// A Config built in code may leave list-item timeouts at zero (meaning
+	// the default); negative ones are still errors.
+	c.lines, c.File = nil, ""
+	c.Desks[1].Timeout, c.Diagnostics.Commands[1].Timeout = 0, 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("zero timeouts in a Config built in code: %v", err)
+	}
+	c.Desks[1].Timeout = -time.Second
+	if err := c.Validate(); err == nil || err.Error() != `desks[1].timeout: must be greater than zero, got "-1s"; the default is "10s"` {
+		t.Errorf("negative desk timeout: got %v", err)
+	}
+}
+
 // invalid lists every testdata/invalid-*.yml with the exact error it must give.
 var invalid = map[string]string{
-	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars`,
+	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars, flap_limit, flap_window, reopen_window, diagnostics`,
 	"invalid-unknown-field-typo.yml": `testdata/invalid-unknown-field-typo.yml:6: devices[0].serail: unknown field "serail"; did you mean "serial"?`,
 	"invalid-duration.yml":           `testdata/invalid-duration.yml:1: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
 	"invalid-duration-no-unit.yml":   `testdata/invalid-duration-no-unit.yml:1: probe_timeout: "10" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "10s"`,
@@ -117,6 +168,27 @@ var invalid = map[string]string{
 	"invalid-duplicate-key-nested.yml":    `testdata/invalid-duplicate-key-nested.yml:8: devices[0].name: set twice (first at line 7); keep one`,
 	"invalid-syntax.yml":                  `testdata/invalid-syntax.yml:2: invalid YAML at or below this line: did not find expected '-' indicator`,
 	"invalid-multiple-documents.yml":      `testdata/invalid-multiple-documents.yml:2: a second YAML document starts here; put the whole configuration in one document`,
+	"invalid-flap-limit.yml":              `testdata/invalid-flap-limit.yml:1: flap_limit: must be at least 1, got 0; the default is 3`,
+	"invalid-window-not-positive.yml": `testdata/invalid-window-not-positive.yml:1: flap_window: must be greater than zero, got "0s"; the default is "1h"` + "\n" +
+		`testdata/invalid-window-not-positive.yml:2: reopen_window: must be greater than zero, got "-1h0m0s"; the default is "168h"`,
+	"invalid-desk-timeout.yml": `testdata/invalid-desk-timeout.yml:6: desks[0].timeout: must be greater than zero, got "0s"; the default is "10s"`,
+	"invalid-timeout-type.yml": `testdata/invalid-timeout-type.yml:6: desks[0].timeout: "10" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "10s"` + "\n" +
+		`testdata/invalid-timeout-type.yml:9: diagnostics.commands[0].timeout: "1 minute" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "30s"`,
+	"invalid-desk-timeout-unused.yml": `testdata/invalid-desk-timeout-unused.yml:2: desks[0].timeout: not used by a spool desk; remove it`,
+	"invalid-desk-phones-role.yml":    `testdata/invalid-desk-phones-role.yml:6: desks[0].phones: only a desk with role vendor has phones (this one has role "internal"); remove phones or set role: vendor`,
+	"invalid-desk-phones-region.yml": `testdata/invalid-desk-phones-region.yml:8: desks[0].phones.europe: "europe" is not a region; use one of emea, apac, americas` + "\n" +
+		`testdata/invalid-desk-phones-region.yml:9: desks[0].phones.apac: required; set the vendor's support phone number for this region, e.g. "+44 20 7946 0000"`,
+	"invalid-desk-phones-spool.yml":             `testdata/invalid-desk-phones-spool.yml:6: desks[0].phones: not used by a spool desk; remove it`,
+	"invalid-desk-rate.yml":                     `testdata/invalid-desk-rate.yml:2: desks[0].rate_per_minute: must be 0 or more (0 means no limit), got -1`,
+	"invalid-diagnostics-command-name.yml":      `testdata/invalid-diagnostics-command-name.yml:3: diagnostics.commands[0].name: required; every diagnostics command needs a unique name (it names the command's output in the bundle)`,
+	"invalid-diagnostics-command-duplicate.yml": `testdata/invalid-diagnostics-command-duplicate.yml:4: diagnostics.commands[1].name: duplicate command name "enquiry", already used by diagnostics.commands[0]; each must be unique`,
+	"invalid-diagnostics-command-empty.yml": `testdata/invalid-diagnostics-command-empty.yml:3: diagnostics.commands[0].command: required; set the program and its arguments as a list, e.g. ["/opt/nfast/bin/enquiry"]` + "\n" +
+		`testdata/invalid-diagnostics-command-empty.yml:5: diagnostics.commands[1].command[0]: the program is empty; set its path, e.g. "/opt/nfast/bin/enquiry"`,
+	"invalid-diagnostics-command-timeout.yml": `testdata/invalid-diagnostics-command-timeout.yml:5: diagnostics.commands[0].timeout: must be greater than zero, got "-5s"; the default is "30s"`,
+	"invalid-diagnostics-redact.yml": `testdata/invalid-diagnostics-redact.yml:4: diagnostics.redact[1]: "api_key=(\\w+" is not a valid regular expression: error parsing regexp: missing closing ): ` + "`api_key=(\\w+`" + `` + "\n" +
+		`testdata/invalid-diagnostics-redact.yml:5: diagnostics.redact[2]: empty pattern (it would match everywhere); remove it`,
+	"invalid-diagnostics-max-bundle.yml": `testdata/invalid-diagnostics-max-bundle.yml:2: diagnostics.max_bundle_bytes: must be greater than zero, got 0; the default is 20971520 (20 MiB)`,
+	"invalid-diagnostics-retention.yml":  `testdata/invalid-diagnostics-retention.yml:2: diagnostics.retention: must be at least 1 (bundles kept per device), got 0; the default is 10`,
 	"invalid-many.yml": strings.Join([]string{
 		`testdata/invalid-many.yml:2: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
 		`testdata/invalid-many.yml:3: confirm_polls: must be at least 1, got 0; the default is 3`,

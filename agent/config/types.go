@@ -60,6 +60,13 @@ const (
 	DefaultSelftestInterval = 10 * time.Minute
 	DefaultSlowThreshold    = 2 * time.Second
 	DefaultConfirmPolls     = 3
+	DefaultFlapLimit        = 3
+	DefaultFlapWindow       = time.Hour
+	DefaultReopenWindow     = 7 * 24 * time.Hour
+	DefaultMaxBundleBytes   = 20 << 20 // 20 MiB
+	DefaultRetention        = 10
+	DefaultDeskTimeout      = 10 * time.Second // per delivery attempt of an HTTP desk
+	DefaultCommandTimeout   = 30 * time.Second // per diagnostics command
 )
 
 // Config is the whole agent configuration as loaded from one YAML file.
@@ -114,9 +121,12 @@ type lineTable struct{ byPath map[string]int }
 
 // Default returns a Config holding every default and no modules, devices,
 // pools or desks. Parse starts from it, so settings the file leaves out keep
-// these values.
+// these values. Defaults of list items (a desk's timeout, a diagnostics
+// command's timeout) are set by Parse for the items the file defines.
 func Default() *Config {
-	c := &Config{StateDir: DefaultStateDir, Listen: DefaultListen, ConfirmPolls: DefaultConfirmPolls}
+	c := &Config{StateDir: DefaultStateDir, Listen: DefaultListen, ConfirmPolls: DefaultConfirmPolls,
+		FlapLimit:   DefaultFlapLimit,
+		Diagnostics: Diagnostics{MaxBundleBytes: DefaultMaxBundleBytes, Retention: DefaultRetention}}
 	for _, d := range c.durations() {
 		*d.value = d.def
 	}
@@ -140,6 +150,8 @@ func (c *Config) durations() []durationSetting {
 		{"reinit_interval", &c.ReinitInterval, DefaultReinitInterval},
 		{"selftest_interval", &c.SelftestInterval, DefaultSelftestInterval},
 		{"slow_threshold", &c.SlowThreshold, DefaultSlowThreshold},
+		{"flap_window", &c.FlapWindow, DefaultFlapWindow},
+		{"reopen_window", &c.ReopenWindow, DefaultReopenWindow},
 	}
 }
 
@@ -260,7 +272,8 @@ type Desk struct {
 	// Phones are the vendor's support phone numbers by region (emea, apac,
 	// americas), put into severity-1 pages so that someone calls; vendor desks.
 	Phones map[string]string `yaml:"phones" json:"phones,omitempty"`
-	// Timeout bounds one delivery attempt of an HTTP desk (default 10s).
+	// Timeout bounds one delivery attempt of an HTTP desk; Parse sets
+	// DefaultDeskTimeout where a webhook desk leaves it out.
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// RatePerMinute caps deliveries to this desk (0 = no limit).
 	RatePerMinute int `yaml:"rate_per_minute" json:"rate_per_minute,omitempty"`
@@ -283,8 +296,10 @@ type Diagnostics struct {
 
 // DiagnosticCommand is one command whose output goes into every bundle.
 type DiagnosticCommand struct {
-	Name    string        `yaml:"name" json:"name"`
-	Command []string      `yaml:"command" json:"command"`
+	Name    string   `yaml:"name" json:"name"`
+	Command []string `yaml:"command" json:"command"`
+	// Timeout bounds one run; Parse sets DefaultCommandTimeout where the
+	// file leaves it out.
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 

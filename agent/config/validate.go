@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem of a configuration: where it is and what to do.
@@ -75,7 +76,7 @@ var deskTypes = []deskType{
 	{
 		name:     DeskWebhook,
 		required: []deskSetting{{"url", "set the URL that receives case events, e.g. https://support.example/hooks/hsm"}},
-		optional: []string{"secret_file"},
+		optional: []string{"secret_file", "phones", "timeout", "rate_per_minute"},
 		check: func(d Desk, report func(string, string)) {
 			if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 				report("url", fmt.Sprintf("%q is not an http or https URL; e.g. https://support.example/hooks/hsm", d.URL))
@@ -85,6 +86,7 @@ var deskTypes = []deskType{
 	{
 		name:     DeskSpool,
 		required: []deskSetting{{"dir", "set the directory to write case events to, e.g. /var/spool/hsm-agent"}},
+		optional: []string{"rate_per_minute"},
 	},
 }
 
@@ -97,12 +99,32 @@ func DeskTypes() []string {
 	return names
 }
 
-// deskSettingNames is the order of Desk.settings.
-var deskSettingNames = []string{"url", "secret_file", "token_file", "dir"}
+// deskSettingNames lists every type-specific setting, in file order.
+var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute"}
 
-// settings returns the type-specific settings by YAML name.
+// settings returns the type-specific string settings by YAML name.
 func (d Desk) settings() map[string]string {
 	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir}
+}
+
+// isSet reports which type-specific settings hold a value, by YAML name.
+func (d Desk) isSet() map[string]bool {
+	set := map[string]bool{"phones": len(d.Phones) > 0, "timeout": d.Timeout != 0, "rate_per_minute": d.RatePerMinute != 0}
+	for name, v := range d.settings() {
+		set[name] = v != ""
+	}
+	return set
+}
+
+// deskTypeUses reports whether desks of the named type use a setting.
+func deskTypeUses(typ, setting string) bool {
+	for _, dt := range deskTypes {
+		if dt.name == typ {
+			return slices.ContainsFunc(dt.required, func(r deskSetting) bool { return r.name == setting }) ||
+				slices.Contains(dt.optional, setting)
+		}
+	}
+	return false
 }
 
 // reVersion is a dotted numeric firmware version such as "12.60".
@@ -185,6 +207,9 @@ func (c *Config) validate() []*FieldError {
 	}
 	if c.ConfirmPolls < 1 {
 		p.add("confirm_polls", "must be at least 1, got %d; the default is %d", c.ConfirmPolls, DefaultConfirmPolls)
+	}
+	if c.FlapLimit < 1 {
+		p.add("flap_limit", "must be at least 1, got %d; the default is %d", c.FlapLimit, DefaultFlapLimit)
 	}
 
 	modules := map[string]string{}
@@ -269,6 +294,8 @@ func (c *Config) validate() []*FieldError {
 		c.validateDeskType(p, path, d)
 	}
 
+	c.validateDiagnostics(p)
+
 	for _, region := range slices.Sorted(maps.Keys(c.Calendars)) {
 		if !contains(regions, region) {
 			p.add("calendars."+region, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
@@ -293,7 +320,7 @@ func (c *Config) validateDeskType(p *problems, path string, d Desk) {
 		}
 		return
 	}
-	settings := d.settings()
+	settings, set := d.settings(), d.isSet()
 	uses := map[string]bool{}
 	for _, r := range dt.required {
 		uses[r.name] = true
@@ -305,12 +332,85 @@ func (c *Config) validateDeskType(p *problems, path string, d Desk) {
 		uses[o] = true
 	}
 	for _, name := range deskSettingNames {
-		if settings[name] != "" && !uses[name] {
+		if set[name] && !uses[name] {
 			p.add(path+"."+name, "not used by a %s desk; remove it", dt.name)
 		}
 	}
 	if dt.check != nil {
 		dt.check(d, func(setting, msg string) { p.add(path+"."+setting, "%s", msg) })
+	}
+	if uses["timeout"] {
+		c.positive(p, path+".timeout", d.Timeout, DefaultDeskTimeout)
+	}
+	if uses["rate_per_minute"] && d.RatePerMinute < 0 {
+		p.add(path+".rate_per_minute", "must be 0 or more (0 means no limit), got %d", d.RatePerMinute)
+	}
+	if uses["phones"] && len(d.Phones) > 0 {
+		if d.Role != RoleVendor {
+			p.add(path+".phones", "only a desk with role vendor has phones (this one has role %q); remove phones or set role: vendor", d.Role)
+			return
+		}
+		for _, region := range slices.Sorted(maps.Keys(d.Phones)) {
+			switch {
+			case !contains(regions, region):
+				p.add(path+".phones."+region, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
+			case strings.TrimSpace(d.Phones[region]) == "":
+				p.add(path+".phones."+region, "required; set the vendor's support phone number for this region, e.g. \"+44 20 7946 0000\"")
+			}
+		}
+	}
+}
+
+// positive reports a duration of a list item (a desk's or a command's
+// timeout) that is negative, or zero when the file sets it so. Zero in a
+// Config built in code means the default (Parse sets it for files).
+func (c *Config) positive(p *problems, path string, d, def time.Duration) {
+	if d < 0 || (d == 0 && c.inFile(path)) {
+		p.add(path, "must be greater than zero, got %q; the default is %q", d.String(), shortDuration(def))
+	}
+}
+
+// inFile reports whether the loaded file sets the field at path.
+func (c *Config) inFile(path string) bool {
+	if c.lines == nil {
+		return false
+	}
+	_, ok := c.lines.byPath[path]
+	return ok
+}
+
+// validateDiagnostics checks the diagnostics section.
+func (c *Config) validateDiagnostics(p *problems) {
+	names := map[string]string{}
+	for i, cmd := range c.Diagnostics.Commands {
+		path := fmt.Sprintf("diagnostics.commands[%d]", i)
+		if cmd.Name == "" {
+			p.add(path+".name", "required; every diagnostics command needs a unique name (it names the command's output in the bundle)")
+		}
+		p.unique(names, path+".name", path, "command name", cmd.Name)
+		switch {
+		case len(cmd.Command) == 0:
+			p.add(path+".command", "required; set the program and its arguments as a list, e.g. [\"/opt/nfast/bin/enquiry\"]")
+		case strings.TrimSpace(cmd.Command[0]) == "":
+			p.add(path+".command[0]", "the program is empty; set its path, e.g. \"/opt/nfast/bin/enquiry\"")
+		}
+		c.positive(p, path+".timeout", cmd.Timeout, DefaultCommandTimeout)
+	}
+	for i, pattern := range c.Diagnostics.Redact {
+		path := fmt.Sprintf("diagnostics.redact[%d]", i)
+		if pattern == "" {
+			p.add(path, "empty pattern (it would match everywhere); remove it")
+		} else if _, err := regexp.Compile(pattern); err != nil {
+			p.add(path, "%q is not a valid regular expression: %v", pattern, err)
+		}
+	}
+	if c.Diagnostics.MaxBundleBytes <= 0 {
+		p.add("diagnostics.max_bundle_bytes", "must be greater than zero, got %d; the default is %d (20 MiB)",
+			c.Diagnostics.MaxBundleBytes, DefaultMaxBundleBytes)
+	}
+	if c.Diagnostics.Retention < 1 {
+		p.add("diagnostics.retention", "must be at least 1 (bundles kept per device), got %d; the default is %d",
+			c.Diagnostics.Retention, DefaultRetention)
 	}
 }
 

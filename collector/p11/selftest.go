@@ -58,7 +58,7 @@ func selfTestMain(library string, in *bufio.Reader, out *eventWriter, log *slog.
 		return ExitOK
 	}
 
-	flags, found, code := tokenFlagsBySerial(library, req.Serial, out, log)
+	flags, found, blocker, code := tokenFlagsBySerial(library, req.Serial, out, log)
 	if code != ExitOK {
 		return code
 	}
@@ -66,6 +66,11 @@ func selfTestMain(library string, in *bufio.Reader, out *eventWriter, log *slog.
 	switch {
 	case !found:
 		ev.Result = &Check{Name: CheckLoginSign, NotRun: "no token with serial " + req.Serial + " in C_GetSlotList"}
+	case blocker != "":
+		// crypto11 selects a token by walking the slots in order and gives
+		// up at the first C_GetTokenInfo error: a broken neighbour is not
+		// this token's failure.
+		ev.Result = &Check{Name: CheckLoginSign, NotRun: blocker}
 	case blocksLogin(flags) != "":
 		f := blocksLogin(flags)
 		log.Warn("not logging in: the token reports " + f)
@@ -82,11 +87,12 @@ func selfTestMain(library string, in *bufio.Reader, out *eventWriter, log *slog.
 }
 
 // tokenFlagsBySerial reads the flags of the token with serial through its
-// own C_Initialize ... C_Finalize cycle.
-func tokenFlagsBySerial(library, serial string, out *eventWriter, log *slog.Logger) (flags []string, found bool, code int) {
+// own C_Initialize ... C_Finalize cycle. blocker is set when a slot listed
+// before the token fails C_GetTokenInfo (crypto11 could not reach the token).
+func tokenFlagsBySerial(library, serial string, out *eventWriter, log *slog.Logger) (flags []string, found bool, blocker string, code int) {
 	ctx, ok := openModule(library, out, log)
 	if !ok {
-		return nil, false, ExitInit
+		return nil, false, "", ExitInit
 	}
 	defer func() {
 		ctx.Finalize()
@@ -96,18 +102,21 @@ func tokenFlagsBySerial(library, serial string, out *eventWriter, log *slog.Logg
 	if err != nil {
 		out.event(WorkerEvent{Type: EventSelfTest, Serial: serial, Result: &Check{Name: CheckLoginSign, Error: ErrorName(err), NotRun: "C_GetSlotList failed"}})
 		out.flush()
-		return nil, false, ExitBroken
+		return nil, false, "", ExitBroken
 	}
 	for _, s := range slots {
 		ti, err := ctx.GetTokenInfo(s)
 		if err != nil {
+			if blocker == "" {
+				blocker = fmt.Sprintf("slot %d, listed before this token, fails C_GetTokenInfo (%s); crypto11 cannot select the token past it", s, ErrorName(err))
+			}
 			continue
 		}
 		if cleanText(ti.SerialNumber) == serial {
-			return DecodeFlags(ti.Flags), true, ExitOK
+			return DecodeFlags(ti.Flags), true, blocker, ExitOK
 		}
 	}
-	return nil, false, ExitOK
+	return nil, false, "", ExitOK
 }
 
 // loginSign logs in with crypto11, finds or creates the self-test key,

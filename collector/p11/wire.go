@@ -2,6 +2,7 @@ package p11
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -91,8 +92,13 @@ type WorkerEvent struct {
 
 // ParseEvent decodes one line of worker output.
 func ParseEvent(line []byte) (WorkerEvent, error) {
+	if bytes.HasPrefix(line, tokenPrefix) {
+		if ev, ok := parseTokenEvent(line); ok {
+			return ev, nil
+		}
+	}
 	var ev WorkerEvent
-	if err := json.Unmarshal(line, &ev); err != nil {
+	if err := unmarshalEvent(line, &ev); err != nil {
 		return ev, fmt.Errorf("bad worker output line %.80q: %w", line, err)
 	}
 	if ev.Type == "" {

@@ -14,12 +14,14 @@ import (
 
 // Exit codes of a worker.
 const (
-	ExitOK      = 0 // stdin closed, library finalised
-	ExitUsage   = 2 // bad arguments
-	ExitInit    = 3 // the library could not load or initialise (a fatal event says why)
-	ExitBroken  = 4 // stdout closed or a request could not be read
-	randomBytes = 32
+	ExitOK     = 0 // stdin closed, library finalised
+	ExitUsage  = 2 // bad arguments
+	ExitInit   = 3 // the library could not load or initialise (a fatal event says why)
+	ExitBroken = 4 // stdout closed or a request could not be read
 )
+
+// randomBytes is how many bytes the random check asks C_GenerateRandom for.
+const randomBytes = 32
 
 // maxRequestLine bounds one request line on stdin.
 const maxRequestLine = 1 << 20

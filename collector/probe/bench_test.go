@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -18,6 +19,9 @@ import (
 // the same run. Run them with
 //
 //	go test ./collector/probe -run '^$' -bench . -benchtime 20x
+//
+// On a shared or busy machine, read the Paired benchmarks: they alternate
+// poll and reference in each iteration and report the ratio.
 //
 // The fleet is created once (about 30 s) and cached in $HSM_AGENT_BENCH_DIR,
 // or os.TempDir()/hsm-agent-bench-fleet; plain `go test` never creates it.
@@ -78,42 +82,59 @@ func BenchmarkWarmPoll(b *testing.B) {
 // BenchmarkRawInProcessLoop is the warm poll's reference: the same PKCS#11
 // calls over the same tokens, in this process, without a worker.
 func BenchmarkRawInProcessLoop(b *testing.B) {
-	f := fleetForBench(b)
+	raw := openRaw(b, fleetForBench(b))
+	for b.Loop() {
+		raw.loop(b)
+	}
+}
+
+// rawModule is SoftHSM2 loaded into the benchmark process (references only;
+// the agent itself never does this).
+type rawModule struct{ ctx *pkcs11.Ctx }
+
+func openRaw(b *testing.B, f *pkcs11test.Fleet) *rawModule {
+	b.Helper()
 	b.Setenv("SOFTHSM2_CONF", f.ConfPath)
 	ctx := pkcs11.New(pkcs11test.SoftHSMLibrary)
 	if ctx == nil {
 		b.Fatal("cannot load SoftHSM2")
 	}
-	defer ctx.Destroy()
 	if err := ctx.Initialize(); err != nil {
+		ctx.Destroy()
 		b.Fatal(err)
 	}
-	defer ctx.Finalize()
-	b.ResetTimer()
-	for b.Loop() {
-		slots, err := ctx.GetSlotList(true)
+	b.Cleanup(func() {
+		ctx.Finalize()
+		ctx.Destroy()
+	})
+	return &rawModule{ctx: ctx}
+}
+
+// loop runs C_GetTokenInfo + C_OpenSession + C_GenerateRandom(32) +
+// C_CloseSession over every initialised token.
+func (r *rawModule) loop(b *testing.B) {
+	slots, err := r.ctx.GetSlotList(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, s := range slots {
+		ti, err := r.ctx.GetTokenInfo(s)
+		if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			continue
+		}
+		sh, err := r.ctx.OpenSession(s, pkcs11.CKF_SERIAL_SESSION)
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := 0
-		for _, s := range slots {
-			ti, err := ctx.GetTokenInfo(s)
-			if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-				continue
-			}
-			sh, err := ctx.OpenSession(s, pkcs11.CKF_SERIAL_SESSION)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := ctx.GenerateRandom(sh, 32); err != nil {
-				b.Fatal(err)
-			}
-			ctx.CloseSession(sh)
-			n++
+		if _, err := r.ctx.GenerateRandom(sh, 32); err != nil {
+			b.Fatal(err)
 		}
-		if n != benchTokens {
-			b.Fatalf("%d tokens, want %d", n, benchTokens)
-		}
+		r.ctx.CloseSession(sh)
+		n++
+	}
+	if n != benchTokens {
+		b.Fatalf("%d tokens, want %d", n, benchTokens)
 	}
 }
 
@@ -132,12 +153,60 @@ func BenchmarkColdPoll(b *testing.B) {
 // (load, C_Initialize, list every token) over the same fleet.
 func BenchmarkPkcs11ToolList(b *testing.B) {
 	f := fleetForBench(b)
-	env := append(os.Environ(), "SOFTHSM2_CONF="+f.ConfPath)
 	for b.Loop() {
-		cmd := exec.Command("pkcs11-tool", "--module", pkcs11test.SoftHSMLibrary, "-L")
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("pkcs11-tool -L: %v: %s", err, out)
-		}
+		toolList(b, f)
 	}
+}
+
+func toolList(b *testing.B, f *pkcs11test.Fleet) {
+	cmd := exec.Command("pkcs11-tool", "--module", pkcs11test.SoftHSMLibrary, "-L")
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+f.ConfPath)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("pkcs11-tool -L: %v: %s", err, out)
+	}
+}
+
+// The paired benchmarks alternate a poll and its reference in every
+// iteration and report both and their ratio, so that load from other
+// processes on the machine hits both alike.
+
+// BenchmarkPairedWarmVsRaw reports warm-ms, raw-ms and warm/raw.
+func BenchmarkPairedWarmVsRaw(b *testing.B) {
+	f := fleetForBench(b)
+	p := benchProber(b, f)
+	raw := openRaw(b, f)
+	pollOK(b, p, Request{})
+	var warm, ref time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		pollOK(b, p, Request{})
+		t1 := time.Now()
+		raw.loop(b)
+		warm, ref = warm+t1.Sub(t0), ref+time.Since(t1)
+	}
+	reportPair(b, "warm", warm, "raw", ref)
+}
+
+// BenchmarkPairedColdVsTool reports cold-ms, tool-ms and cold/tool.
+func BenchmarkPairedColdVsTool(b *testing.B) {
+	f := fleetForBench(b)
+	p := benchProber(b, f)
+	pollOK(b, p, Request{Fresh: true})
+	var cold, ref time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		pollOK(b, p, Request{Fresh: true})
+		t1 := time.Now()
+		toolList(b, f)
+		cold, ref = cold+t1.Sub(t0), ref+time.Since(t1)
+	}
+	reportPair(b, "cold", cold, "tool", ref)
+}
+
+func reportPair(b *testing.B, name string, d time.Duration, refName string, ref time.Duration) {
+	n := float64(b.N)
+	b.ReportMetric(float64(d.Milliseconds())/n, name+"-ms")
+	b.ReportMetric(float64(ref.Milliseconds())/n, refName+"-ms")
+	b.ReportMetric(float64(d)/float64(ref), name+"/"+refName)
+	b.ReportMetric(0, "ns/op")
 }

@@ -17,12 +17,17 @@ type Options struct {
 	Library string            // path of the PKCS#11 library
 	Env     map[string]string // extra environment of the worker
 	// Command starts a worker; default {os.Executable(), "probe-worker"}.
+	// The prober appends "--library PATH --mode probe|selftest". The worker's
+	// environment is os.Environ() plus Env.
 	Command []string
-	// Timeout is the deadline of one poll (probe_timeout).
+	// Timeout is the deadline of one poll (probe_timeout); default 10s. A
+	// poll with hung tokens may take up to twice this (see Prober).
 	Timeout time.Duration
-	// ReinitInterval forces a fresh worker (fresh C_Initialize) this often.
+	// ReinitInterval forces a fresh worker (fresh C_Initialize) this often;
+	// default 5m.
 	ReinitInterval time.Duration
-	// SelftestInterval is the minimum time between two login_sign checks of a token.
+	// SelftestInterval is the minimum time between two login_sign checks of
+	// a token; default 10m.
 	SelftestInterval time.Duration
 }
 
@@ -46,12 +51,19 @@ type Result struct {
 	Module   string
 	Start    time.Time
 	Duration time.Duration
-	// Fresh is true when this poll ran C_Initialize in a new worker.
+	// Fresh is true when this poll ran C_Initialize in a new worker. (After
+	// a hang, the tokens not yet reported are probed by a fresh worker, but
+	// Fresh still says what the poll started with.)
 	Fresh bool
-	// ModuleError is set when the library could not load or initialise, or
-	// the worker crashed before reporting; Tokens may then be partial.
+	// ModuleError is set when the library could not load or initialise, the
+	// worker crashed or gave no answer outside any token, C_GetSlotList
+	// failed, hung tokens used up the budget before every slot was probed,
+	// or the poll was cancelled; Tokens may then be partial.
 	ModuleError string
-	// Tokens are the tokens that reported, in slot order.
+	// Tokens are the tokens that reported, in slot ID order. A token whose
+	// C_GetTokenInfo failed carries the serial last seen in its slot, if any
+	// (its token_info check says it failed). Self-test results (login_sign)
+	// are merged into the token's Checks.
 	Tokens []p11.Token
 	// Unresponsive are tokens that were in flight when a deadline hit.
 	Unresponsive []Unresponsive
@@ -61,5 +73,5 @@ type Result struct {
 type Unresponsive struct {
 	SlotID uint
 	Serial string // empty if the hang came before the serial was known and no earlier poll knew it
-	Check  string // the check in flight
+	Check  string // the check in flight (p11.Check* names; p11.CheckSessionClose for C_CloseSession)
 }

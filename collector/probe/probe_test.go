@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
@@ -260,5 +261,72 @@ func TestScrubPINs(t *testing.T) {
 	}
 	if got := scrubWith([]byte("Tr0ub4dor"))("login with Tr0ub4dor failed"); strings.Contains(got, "Tr0ub4dor") {
 		t.Errorf("scrubWith left the PIN in %q", got)
+	}
+}
+
+func TestModuleWideFaults(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		fault pkcs11test.Fault
+		want  []string
+	}{
+		{pkcs11test.FaultDeviceError, []string{"C_GetSlotList", "CKR_DEVICE_ERROR"}},
+		{pkcs11test.FaultCrash, []string{"crashed", "SIGABRT", "C_GetSlotList or between tokens"}},
+	} {
+		t.Run(string(c.fault), func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, 2)
+			p := r.prober()
+			if err := r.faults.SetModule(c.fault, ""); err != nil {
+				t.Fatal(err)
+			}
+			res := r.poll(p, Request{})
+			for _, w := range c.want {
+				if !strings.Contains(res.ModuleError, w) {
+					t.Errorf("ModuleError = %q, want it to mention %q", res.ModuleError, w)
+				}
+			}
+			r.clear()
+			res = r.poll(p, Request{})
+			if res.ModuleError != "" || !res.Fresh {
+				t.Errorf("after clearing: ModuleError %q, Fresh %v", res.ModuleError, res.Fresh)
+			}
+			r.requireAll(res)
+		})
+	}
+}
+
+func TestWorkerDeadBetweenPollsIsReplaced(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2)
+	p := r.prober()
+	r.requireAll(r.poll(p, Request{}))
+	old := p.w
+	old.kill()
+	old.waitExit(5 * time.Second)
+	res := r.poll(p, Request{})
+	if res.ModuleError != "" || !res.Fresh {
+		t.Errorf("ModuleError %q, Fresh %v; want a fresh worker taking over", res.ModuleError, res.Fresh)
+	}
+	r.requireAll(res)
+}
+
+// A worker that dies at once: the message carries its exit status and its
+// last stderr lines, with anything that looks like a PIN hidden.
+func TestCrashMessageHasScrubbedStderr(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	r.opts.Command = []string{"/bin/sh", "-c", `echo "loading $2" >&2; echo "debug: user pin=314159 so_pin: 2718" >&2; exit 7`, "sh"}
+	p := r.prober()
+	res := r.poll(p, Request{})
+	for _, w := range []string{"exit status 7", "loading", "pin=<secret>", "so_pin: <secret>", "C_Initialize"} {
+		if !strings.Contains(res.ModuleError, w) {
+			t.Errorf("ModuleError = %q, want it to contain %q", res.ModuleError, w)
+		}
+	}
+	for _, secret := range []string{"314159", "2718"} {
+		if strings.Contains(res.ModuleError, secret) || strings.Contains(r.logs.String(), secret) {
+			t.Errorf("%q leaked into the module error or logs", secret)
+		}
 	}
 }

@@ -150,6 +150,7 @@ func (p *Prober) Close() error {
 	if p.w != nil {
 		w := p.w
 		p.w = nil
+		w.stopListening()
 		w.closeOnce.Do(func() { w.stdin.Close() })
 		if !w.waitExit(retireGrace) {
 			p.log.Warn("probe worker did not exit after stdin closed; killing it")
@@ -220,6 +221,7 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			return
 		case outSlotList:
 			res.ModuleError = o.msg
+			p.dropWorker(false) // the next poll initialises afresh
 			return
 		case outFatal:
 			res.ModuleError = o.msg
@@ -257,6 +259,7 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			}
 			for _, t := range res.Tokens {
 				if t.Serial != "" {
+					seen[t.Serial] = true
 					skip.SkipSerials = append(skip.SkipSerials, t.Serial)
 				} else {
 					skip.SkipSlots = append(skip.SkipSlots, t.SlotID)
@@ -290,6 +293,8 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 
 // runAttempt sends one probe request to w and reads its events into res
 // until the request is done, the deadline passes, ctx ends or w exits.
+// Tokens whose serial is in seen (reported by an earlier worker of this
+// poll) are dropped; duplicates within one worker's answer are kept.
 func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, req p11.WorkerRequest, res *Result, seen map[string]bool) outcome {
 	var o outcome
 	line, err := json.Marshal(req)
@@ -304,38 +309,37 @@ func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, 
 	defer timer.Stop()
 	for {
 		select {
-		case ev, ok := <-w.events:
+		case batch, ok := <-w.events:
 			if !ok {
 				o.kind = outExited
 				return o
 			}
-			switch ev.Type {
-			case p11.EventReady:
-				w.ready = true
-			case p11.EventFatal:
-				return outcome{kind: outFatal, msg: ev.Message}
-			case p11.EventSlots:
-				o.slots = ev.SlotList
-			case p11.EventBegin:
-				o.inflight = inflight{valid: true, slot: ev.Slot, check: ev.Check, serial: ev.Serial}
-			case p11.EventToken:
-				o.inflight.valid = false
-				if ev.Token == nil {
-					continue
-				}
-				if ev.Token.Serial != "" {
-					if seen[ev.Token.Serial] {
+			for _, ev := range batch {
+				switch ev.Type {
+				case p11.EventReady:
+					w.ready = true
+				case p11.EventFatal:
+					return outcome{kind: outFatal, msg: ev.Message}
+				case p11.EventSlots:
+					o.slots = ev.SlotList
+				case p11.EventBegin:
+					o.inflight = inflight{valid: true, slot: ev.Slot, check: ev.Check, serial: ev.Serial}
+				case p11.EventToken:
+					o.inflight.valid = false
+					if ev.Token == nil {
 						continue
 					}
-					seen[ev.Token.Serial] = true
+					if ev.Token.Serial != "" && seen[ev.Token.Serial] {
+						continue // reported by an earlier worker of this poll
+					}
+					res.Tokens = append(res.Tokens, *ev.Token)
+				case p11.EventDone:
+					if ev.Error != "" {
+						return outcome{kind: outSlotList, msg: ev.Message}
+					}
+					o.kind = outDone
+					return o
 				}
-				res.Tokens = append(res.Tokens, *ev.Token)
-			case p11.EventDone:
-				if ev.Error != "" {
-					return outcome{kind: outSlotList, msg: ev.Message}
-				}
-				o.kind = outDone
-				return o
 			}
 		case <-timer.C:
 			o.kind = outDeadline
@@ -349,6 +353,10 @@ func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, 
 
 // replaceWorker retires the current worker (if any) and starts a fresh one.
 func (p *Prober) replaceWorker() error {
+	if p.w != nil && p.w.dead() {
+		p.log.Warn("probe worker exited between polls; starting a fresh one",
+			"err", p.w.exitStatus(), "stderr", p.w.stderrTail())
+	}
 	if p.w != nil {
 		p.w.retire(retireGrace)
 		p.w = nil

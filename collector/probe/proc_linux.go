@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -22,3 +23,18 @@ func killGroup(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 	}
 }
+
+// outputPipe returns a pipe for a worker's stdout. The read end is a
+// blocking file outside Go's network poller, so that a worker's writes do
+// not wake this process while the reader pauses between batches; the pipe
+// is enlarged so that a worker rarely waits for the reader.
+func outputPipe() (r, w *os.File, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	syscall.Syscall(syscall.SYS_FCNTL, uintptr(p[0]), fSetPipeSize, 1<<20) // best effort
+	return os.NewFile(uintptr(p[0]), "worker-stdout"), os.NewFile(uintptr(p[1]), "worker-stdout-w"), nil
+}
+
+const fSetPipeSize = 1031 // F_SETPIPE_SZ

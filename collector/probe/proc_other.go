@@ -2,7 +2,10 @@
 
 package probe
 
-import "os/exec"
+import (
+	"os"
+	"os/exec"
+)
 
 // setProcAttr has nothing to set where there are no process groups.
 func setProcAttr(cmd *exec.Cmd) {}
@@ -13,3 +16,6 @@ func killGroup(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 	}
 }
+
+// outputPipe returns a pipe for a worker's stdout.
+func outputPipe() (r, w *os.File, err error) { return os.Pipe() }

@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -21,4 +22,21 @@ func killGroup(cmd *exec.Cmd) {
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		cmd.Process.Kill()
 	}
+}
+
+// outputPipe returns a pipe for a worker's stdout whose read end is a
+// blocking file outside Go's network poller.
+func outputPipe() (r, w *os.File, err error) {
+	var p [2]int
+	syscall.ForkLock.RLock()
+	err = syscall.Pipe(p[:])
+	if err == nil {
+		syscall.CloseOnExec(p[0])
+		syscall.CloseOnExec(p[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(p[0]), "worker-stdout"), os.NewFile(uintptr(p[1]), "worker-stdout-w"), nil
 }

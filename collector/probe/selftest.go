@@ -152,6 +152,7 @@ func (p *Prober) runSelfTest(ctx context.Context, deadline time.Time, serial str
 		return fail("%v", err)
 	}
 	defer func() {
+		w.stopListening()
 		if !w.waitExit(200 * time.Millisecond) {
 			w.kill()
 		}
@@ -172,7 +173,7 @@ func (p *Prober) runSelfTest(ctx context.Context, deadline time.Time, serial str
 	defer timer.Stop()
 	for {
 		select {
-		case ev, ok := <-w.events:
+		case batch, ok := <-w.events:
 			if !ok {
 				if w.readErr != nil {
 					return fail("self-test worker wrote bad output: %v", w.readErr)
@@ -187,14 +188,16 @@ func (p *Prober) runSelfTest(ctx context.Context, deadline time.Time, serial str
 				}
 				return fail("%s", msg)
 			}
-			switch ev.Type {
-			case p11.EventFatal:
-				return fail("%s", ev.Message)
-			case p11.EventSelfTest:
-				if ev.Result == nil {
-					return fail("self-test worker sent no result")
+			for _, ev := range batch {
+				switch ev.Type {
+				case p11.EventFatal:
+					return fail("%s", ev.Message)
+				case p11.EventSelfTest:
+					if ev.Result == nil {
+						return fail("self-test worker sent no result")
+					}
+					return *ev.Result
 				}
-				return *ev.Result
 			}
 		case <-timer.C:
 			w.kill()

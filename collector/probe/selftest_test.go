@@ -153,3 +153,23 @@ func TestUnreadablePINFileIsReported(t *testing.T) {
 		t.Errorf("login_sign = %+v, want not run naming %s", c, missing)
 	}
 }
+
+// crypto11 gives up at the first slot whose C_GetTokenInfo fails; a broken
+// neighbour must not count as this token's self-test failure.
+func TestSelfTestPastABrokenNeighbourIsNotRun(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2)
+	p := r.prober()
+	first := r.poll(p, Request{})
+	r.requireAll(first)
+	broken, tok := first.Tokens[0], first.Tokens[1]
+	r.set(broken.Serial, pkcs11test.FaultDeviceError, "C_GetTokenInfo")
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	writePIN(t, pinFile, pkcs11test.DefaultPIN)
+
+	res := r.poll(p, Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}})
+	c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+	if c == nil || c.Error != "" || !strings.Contains(c.NotRun, "CKR_DEVICE_ERROR") {
+		t.Errorf("login_sign = %+v, want not run because slot %d fails", c, broken.SlotID)
+	}
+}

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,8 +26,8 @@ type worker struct {
 	log     *slog.Logger
 	ready   bool // a ready event arrived: the library is initialised
 
-	// events carries stdout, one parsed line at a time; closed at EOF.
-	events  chan p11.WorkerEvent
+	// events carries stdout in batches of parsed lines; closed at EOF.
+	events  chan []p11.WorkerEvent
 	readErr error // why events closed early (bad line); read after close
 
 	exited  chan struct{} // closed once the process is reaped
@@ -36,7 +37,13 @@ type worker struct {
 	stderrDone chan struct{}
 
 	closeOnce sync.Once
+	// quit is closed when the prober stops listening to this worker.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
+
+// stopListening tells the stdout reader that nobody reads events any more.
+func (w *worker) stopListening() { w.quitOnce.Do(func() { close(w.quit) }) }
 
 // startWorker starts a worker in mode. scrub cleans stderr lines before they
 // are logged or kept (it hides a PIN the worker was given).
@@ -45,7 +52,7 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("start probe worker: stdin pipe: %w", err)
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := outputPipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
@@ -81,10 +88,11 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 		started:    start,
 		stdin:      inW,
 		log:        log.With("worker_pid", cmd.Process.Pid, "worker_mode", mode),
-		events:     make(chan p11.WorkerEvent, 4096),
+		events:     make(chan []p11.WorkerEvent, 256),
 		exited:     make(chan struct{}),
 		stderr:     newTail(stderrTailLines),
 		stderrDone: make(chan struct{}),
+		quit:       make(chan struct{}),
 	}
 	go w.readStdout(outR)
 	go w.readStderr(errR, scrub)
@@ -95,28 +103,73 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 	return w, nil
 }
 
+// readBatchDelay is the pause after each read of a worker's stdout. A
+// worker writes a few lines per token; reading them as they come would wake
+// this process thousands of times per poll, which costs more than the
+// probe itself. The pause bounds the wake-ups to about 1,000 a second; a
+// line waits at most this long (deadlines are seconds).
+const readBatchDelay = time.Millisecond
+
+// readStdout parses the worker's output into batches of events. Within a
+// batch, only the last begin event matters (it says what is in flight), so
+// the begin lines before it are not even decoded.
 func (w *worker) readStdout(r *os.File) {
 	defer close(w.events)
 	defer r.Close()
-	br := bufio.NewReaderSize(r, 256<<10)
-	var long []byte
+	buf := make([]byte, 256<<10)
+	start, end := 0, 0
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, line...)
-			continue
+		if end == len(buf) {
+			if start > 0 {
+				end = copy(buf, buf[start:end])
+				start = 0
+			} else {
+				buf = append(buf, make([]byte, len(buf))...) // a line longer than the buffer
+			}
 		}
-		if long != nil {
-			line = append(long, line...)
-			long = nil
-		}
-		if len(line) > 1 {
+		n, err := r.Read(buf[end:])
+		end += n
+		var batch []p11.WorkerEvent
+		var begin []byte
+		for {
+			i := bytes.IndexByte(buf[start:end], '\n')
+			if i < 0 {
+				break
+			}
+			line := buf[start : start+i]
+			start += i + 1
+			if len(line) == 0 {
+				continue
+			}
+			if bytes.HasPrefix(line, beginPrefix) {
+				begin = line
+				continue
+			}
 			ev, perr := p11.ParseEvent(line)
 			if perr != nil {
 				w.readErr = perr
 				return
 			}
-			w.events <- ev
+			batch = append(batch, ev)
+			begin = nil
+		}
+		if begin != nil {
+			ev, perr := p11.ParseEvent(begin)
+			if perr != nil {
+				w.readErr = perr
+				return
+			}
+			batch = append(batch, ev)
+		}
+		if len(batch) > 0 {
+			select {
+			case w.events <- batch:
+			case <-w.quit:
+				return
+			}
+		}
+		if start == end {
+			start, end = 0, 0
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
@@ -124,8 +177,11 @@ func (w *worker) readStdout(r *os.File) {
 			}
 			return
 		}
+		time.Sleep(readBatchDelay)
 	}
 }
+
+var beginPrefix = []byte(`{"t":"` + p11.EventBegin + `"`)
 
 func (w *worker) readStderr(r *os.File, scrub func(string) string) {
 	defer close(w.stderrDone)
@@ -160,6 +216,7 @@ func (w *worker) dead() bool {
 
 // kill kills the worker's process group at once.
 func (w *worker) kill() {
+	w.stopListening()
 	w.closeOnce.Do(func() { w.stdin.Close() })
 	killGroup(w.cmd)
 }
@@ -168,6 +225,7 @@ func (w *worker) kill() {
 // library and exits; if it has not within grace, its group is killed. It
 // does not block.
 func (w *worker) retire(grace time.Duration) {
+	w.stopListening()
 	w.closeOnce.Do(func() { w.stdin.Close() })
 	go func() {
 		select {

@@ -144,8 +144,9 @@ func set(lists ...[]string) map[string]bool {
 	return m
 }
 
-// declaredRE finds metric names declared in Go code with client_golang.
-var declaredRE = regexp.MustCompile(`(?:NewDesc\(|Name:\s*)"(hsm_[a-zA-Z0-9_:]+)"`)
+// declaredRE finds metric names in Go code: every string literal that looks
+// like an hsm_ metric name (in NewDesc calls, Opts.Name fields or constants).
+var declaredRE = regexp.MustCompile(`"(hsm_[a-z0-9_:]+)"`)
 
 // TestNameListsMatchCode keeps the allow-lists honest: every name in
 // metric-names.txt is declared by the agent's Go code, and every hsm_ metric
@@ -183,13 +184,13 @@ func TestNameListsMatchCode(t *testing.T) {
 	}
 	for _, n := range agent {
 		if declared[n] == "" {
-			t.Errorf("metric-names.txt lists %s, but no Go file declares it (prometheus.NewDesc(%q, ...) or Name: %q): remove it, or move it to metric-names-cases.txt if it is not exported yet", n, n, n)
+			t.Errorf("metric-names.txt lists %s, but no Go file outside packaging/ has the string %q: remove it, or move it to metric-names-cases.txt if it is not exported yet", n, n)
 		}
 	}
 	listed := set(agent, cases)
 	for n, path := range declared {
 		if !listed[n] {
-			t.Errorf("%s declares metric %s, which is in no packaging/prometheus/metric-names*.txt: add it to metric-names.txt", path, n)
+			t.Errorf("%s declares metric %s, which is in no packaging/prometheus/metric-names*.txt: add it to metric-names.txt (exported now) or metric-names-cases.txt (case pipeline, not wired yet)", path, n)
 		}
 	}
 	for _, n := range cases {

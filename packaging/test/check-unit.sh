@@ -108,6 +108,8 @@ for f in "$EXAMPLES"/*.conf; do
 	scratch_unit "$TMP/$(basename "$f" .conf)" "$f"
 	verify_clean "hsm-agent.service + $(basename "$f")" "$TMP/$(basename "$f" .conf)"
 done
+scratch_unit "$TMP/compat" "$SD/compat/50-credentials-compat.conf"
+verify_clean "hsm-agent.service + compat/50-credentials-compat.conf" "$TMP/compat"
 # Every commented KEY=value example in vendor-library.conf switched on at once.
 mkdir -p "$TMP/relaxed-src"
 sed -E 's/^#([A-Z][A-Za-z]+=)/\1/' "$EXAMPLES/vendor-library.conf" >"$TMP/relaxed-src/vendor-library.conf"

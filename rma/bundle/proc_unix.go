@@ -1,0 +1,23 @@
+//go:build unix
+
+package bundle
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// isolate puts a diagnostic command in its own process group, so that a
+// timeout kills everything it started.
+func isolate(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		if cmd.Process == nil {
+			return nil
+		}
+		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+}

@@ -1,0 +1,135 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRetryableStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status        int
+		ok, retryable bool
+		reason        Reason
+	}{
+		{200, true, false, ""},
+		{201, true, false, ""},
+		{204, true, false, ""},
+		{299, true, false, ""},
+		{429, false, true, ReasonStatus429},
+		{500, false, true, ReasonStatus5xx},
+		{501, false, true, ReasonStatus5xx},
+		{502, false, true, ReasonStatus5xx},
+		{503, false, true, ReasonStatus5xx},
+		{599, false, true, ReasonStatus5xx},
+		{400, false, false, ReasonStatus4xx},
+		{401, false, false, ReasonStatus4xx},
+		{403, false, false, ReasonStatus4xx},
+		{404, false, false, ReasonStatus4xx},
+		{408, false, false, ReasonStatus4xx},
+		{410, false, false, ReasonStatus4xx},
+		{422, false, false, ReasonStatus4xx},
+		{301, false, false, ReasonBadResponse},
+		{302, false, false, ReasonBadResponse},
+		{307, false, false, ReasonBadResponse},
+		{100, false, false, ReasonBadResponse},
+		{0, false, false, ReasonBadResponse},
+		{999, false, false, ReasonBadResponse},
+	} {
+		ok, retryable, reason := RetryableStatus(tc.status)
+		if ok != tc.ok || retryable != tc.retryable || reason != tc.reason {
+			t.Errorf("RetryableStatus(%d) = %v, %v, %q; want %v, %v, %q", tc.status, ok, retryable, reason, tc.ok, tc.retryable, tc.reason)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	limit := 5 * time.Minute
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+		ok     bool
+	}{
+		{"", 0, false},
+		{"2", 2 * time.Second, true},
+		{"0", 0, true},
+		{"299", 299 * time.Second, true},
+		{"3600", limit, true},              // capped
+		{"99999999999999999", limit, true}, // capped, no overflow
+		{"-1", 0, false},                   // nonsense
+		{"soon", 0, false},                 // nonsense
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
+		{now.Add(2 * time.Hour).Format(http.TimeFormat), limit, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true}, // in the past: at once
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("Retry-After", tc.header)
+		}
+		got, ok := ParseRetryAfter(h, now, limit)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Retry-After %q: got %v, %v; want %v, %v", tc.header, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
+	t.Parallel()
+	lo, hi := time.Second, time.Minute
+	for n := range 70 {
+		want := hi
+		if n < 6 {
+			want = lo << n // 1, 2, 4, 8, 16, 32 s; 64 s is past the cap
+		}
+		for range 50 {
+			got := Backoff(lo, hi, n)
+			if got < want/2 || got > want {
+				t.Fatalf("Backoff(%v, %v, %d) = %v; want within [%v, %v]", lo, hi, n, got, want/2, want)
+			}
+		}
+	}
+}
+
+func TestTransportErrorClassifiesAndRedacts(t *testing.T) {
+	t.Parallel()
+	u, _ := url.Parse("https://user:hunter2@desk.example/hook?token=abc123#frag")
+	timeout := &url.Error{Op: "Post", URL: u.String(), Err: &net.OpError{Op: "dial", Err: timeoutErr{}}}
+	e := TransportError("POST", u, timeout)
+	if e.Reason != ReasonTimeout {
+		t.Errorf("reason %q, want timeout", e.Reason)
+	}
+	refused := &url.Error{Op: "Post", URL: u.String(), Err: errors.New("connect: connection refused")}
+	e = TransportError("POST", u, refused)
+	if e.Reason != ReasonConnection {
+		t.Errorf("reason %q, want connection", e.Reason)
+	}
+	for _, leak := range []string{"hunter2", "abc123", "token", "frag"} {
+		if strings.Contains(e.Error(), leak) {
+			t.Errorf("error %q leaks %q", e.Error(), leak)
+		}
+	}
+	if !strings.Contains(e.Error(), "https://desk.example/hook") || !strings.Contains(e.Error(), "connection refused") {
+		t.Errorf("error %q should name the desk URL and the cause", e.Error())
+	}
+	if ReasonOf(fmt.Errorf("wrapped: %w", e)) != ReasonConnection {
+		t.Error("ReasonOf does not see through wrapping")
+	}
+	if ReasonOf(context.DeadlineExceeded) != ReasonTimeout {
+		t.Error("ReasonOf(DeadlineExceeded) should be timeout")
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
