@@ -140,7 +140,7 @@ func TestTwoHungTokensStayWithinTwiceTheTimeout(t *testing.T) {
 func TestHangBudgetUsedUpIsModuleError(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, 3)
-	r.opts.Timeout = 500 * time.Millisecond
+	r.opts.Timeout = time.Second
 	p := r.prober()
 	first := r.poll(p, Request{})
 	r.requireAll(first)

@@ -60,42 +60,14 @@ func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests [
 		}
 		run := &selftestRun{serial: st.Serial, pinFile: st.PINFile}
 		pin, fp, err := readPINFile(st.PINFile)
-		if err != nil {
-			if msg := err.Error(); msg != state.readErr {
-				state.readErr = msg
-				p.log.Warn("cannot read the PIN file; login_sign self-test not run", "serial", st.Serial, "err", err)
-			}
-			if state.refused || now.Sub(state.lastRun) >= p.opts.SelftestInterval {
-				run.check = &p11.Check{Name: p11.CheckLoginSign, NotRun: err.Error()}
-				runs = append(runs, run)
-			}
-			continue
-		}
-		state.readErr = ""
 		run.fp = fp
-		if state.refused {
-			if fp == state.refusedFP {
-				run.check = &p11.Check{Name: p11.CheckLoginSign, Error: state.refusedErr,
-					NotRun: fmt.Sprintf("the token refused the PIN in %s at %s; not tried again until that file changes",
-						st.PINFile, state.refusedAt.Format(time.RFC3339))}
+		due, skip := p.selfTestDue(st, state, fp, err, now)
+		if !due {
+			clear(pin)
+			if skip != nil {
+				run.check = skip
 				runs = append(runs, run)
-				continue
 			}
-			p.log.Info("PIN file changed since the token refused it; self-test due again", "serial", st.Serial, "pin_file", st.PINFile)
-			state.refused = false
-			state.lastRun = time.Time{}
-		}
-		if !state.lastRun.IsZero() && now.Sub(state.lastRun) < p.opts.SelftestInterval {
-			continue
-		}
-		if f := (p11.Token{Flags: p.lastFlags[st.Serial]}).BlocksLogin(); f != "" {
-			run.check = &p11.Check{Name: p11.CheckLoginSign, NotRun: "token reports " + f + "; never logging in (a wrong PIN could lock it)"}
-			runs = append(runs, run)
-			continue
-		}
-		if p.lastHung {
-			run.check = &p11.Check{Name: p11.CheckLoginSign, NotRun: "a token of this module hung in the last poll; self-tests wait until none does"}
-			runs = append(runs, run)
 			continue
 		}
 		state.lastRun = now
@@ -108,6 +80,43 @@ func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests [
 		}()
 	}
 	return runs
+}
+
+// selfTestDue decides whether the self-test of st runs now. When it does
+// not, skip is the not-run check to report, or nil when nothing is due.
+func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprint, readErr error, now time.Time) (due bool, skip *p11.Check) {
+	intervalDue := state.lastRun.IsZero() || now.Sub(state.lastRun) >= p.opts.SelftestInterval
+	if readErr != nil {
+		if msg := readErr.Error(); msg != state.readErr {
+			state.readErr = msg
+			p.log.Warn("cannot read the PIN file; login_sign self-test not run", "serial", st.Serial, "err", readErr)
+		}
+		if intervalDue {
+			return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: readErr.Error()}
+		}
+		return false, nil
+	}
+	state.readErr = ""
+	if state.refused {
+		if fp == state.refusedFP {
+			return false, &p11.Check{Name: p11.CheckLoginSign, Error: state.refusedErr,
+				NotRun: fmt.Sprintf("the token refused the PIN in %s at %s; not tried again until that file changes",
+					st.PINFile, state.refusedAt.Format(time.RFC3339))}
+		}
+		p.log.Info("PIN file changed since the token refused it; self-test due again", "serial", st.Serial, "pin_file", st.PINFile)
+		state.refused = false
+		intervalDue = true
+	}
+	if !intervalDue {
+		return false, nil
+	}
+	if f := (p11.Token{Flags: p.lastFlags[st.Serial]}).BlocksLogin(); f != "" {
+		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "token reports " + f + "; never logging in (a wrong PIN could lock it)"}
+	}
+	if p.lastHung {
+		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "a token of this module hung in the last poll; self-tests wait until none does"}
+	}
+	return true, nil
 }
 
 // finishSelfTests waits for the running self-tests (each bounded by its

@@ -177,6 +177,9 @@ func TestNewBuildsEachType(t *testing.T) {
 	if r, ok := d.(desk.RateLimited); !ok || r.RatePerMinute() != 30 {
 		t.Error("spool desk does not report its rate")
 	}
+	if d, err := desk.New(config.Desk{Name: "w", Type: config.DeskWebhook, URL: "ftp://x"}, nil); err == nil || d != nil {
+		t.Errorf("bad webhook: %v, %v; want a nil Desk and an error", d, err)
+	}
 	_, err = desk.New(config.Desk{Name: "x", Type: "carrier-pigeon"}, nil)
 	if err == nil || !strings.Contains(err.Error(), `"x"`) || !strings.Contains(err.Error(), "webhook") {
 		t.Errorf("unknown type: %v; want an error naming the desk and the known types", err)

@@ -94,8 +94,15 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // WithHTTPOptions tunes the HTTP client of HTTP desks (retries inside one
 // attempt, their waits, the Retry-After cap); the desk's timeout setting
-// still wins over o.Timeout.
-func WithHTTPOptions(o HTTPOptions) Option { return func(x *options) { x.http = o } }
+// still wins over o.Timeout, and a nil o.Transport keeps WithTransport's.
+func WithHTTPOptions(o HTTPOptions) Option {
+	return func(x *options) {
+		if o.Transport == nil {
+			o.Transport = x.http.Transport
+		}
+		x.http = o
+	}
+}
 
 // WithTransport replaces the HTTP transport of HTTP desks (default: proxy
 // from the environment, the system's root CAs); for tests.
@@ -114,11 +121,20 @@ func New(cfg config.Desk, logger *slog.Logger, opts ...Option) (Desk, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Each case returns nil, not a nil pointer in a non-nil interface.
 	switch cfg.Type {
 	case config.DeskWebhook:
-		return webhook.New(cfg, logger, webhook.Options{Version: o.version, HTTP: o.http})
+		d, err := webhook.New(cfg, logger, webhook.Options{Version: o.version, HTTP: o.http})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
 	case config.DeskSpool:
-		return spool.New(cfg, logger)
+		d, err := spool.New(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
 	default:
 		return nil, fmt.Errorf("desk %q: type %q is not known; use one of %s", cfg.Name, cfg.Type, strings.Join(config.DeskTypes(), ", "))
 	}

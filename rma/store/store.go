@@ -34,17 +34,21 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hsm-agent/hsm-agent/rma"
 )
 
 // Errors callers test with errors.Is.
 var (
-	// ErrNotFound: no case or outbox row with that ID.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound: no case or outbox row with that ID. It is
+	// rma.ErrNotFound, so the engine recognises it.
+	ErrNotFound = rma.ErrNotFound
 	// ErrDuplicate: a non-terminal case with the same dedup key exists.
 	ErrDuplicate = errors.New("an open case with this dedup key exists")
 	// ErrNoChange: nothing was written (a Transition fn returned it, or
-	// RecordAttempt was called on a row that is no longer pending).
-	ErrNoChange = errors.New("no change")
+	// RecordAttempt was called on a row that is no longer pending). It is
+	// rma.ErrNoChange, so a fn may return either name.
+	ErrNoChange = rma.ErrNoChange
 
 	// ErrCorrupt: the state DB file is damaged; Open refuses it and never
 	// overwrites it.
@@ -341,7 +345,7 @@ func (s *Store) fail(op string, err error) error {
 		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
 			return fmt.Errorf("%s: %w", op, notWritable(s.path, filepath.Dir(s.path), []string{err.Error()}, err))
 		case sqlite3.SQLITE_BUSY:
-			return fmt.Errorf("state DB %s: %s: another process held the write lock for more than %s: %w", s.path, op, BusyTimeout, err)
+			return fmt.Errorf("state DB %s: %s: the database is locked by another connection or process (waited up to %s): %w", s.path, op, BusyTimeout, err)
 		case sqlite3.SQLITE_FULL:
 			return fmt.Errorf("state DB %s: %s: the disk is full; free space on the file system of %s: %w", s.path, op, filepath.Dir(s.path), err)
 		}

@@ -856,3 +856,6 @@ func TestLoadMigrationsRejectsBadNumbering(t *testing.T) {
 		t.Errorf("embedded migrations: %+v", migrations)
 	}
 }
+
+// The engine and the operator actions use the store through rma.Store.
+var _ rma.Store = (*Store)(nil)
