@@ -19,6 +19,9 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/rma"
+	"github.com/hsm-agent/hsm-agent/rma/bundle"
+	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
 // Options are what the command line decides for a daemon run.
@@ -45,9 +48,13 @@ type Options struct {
 type Agent struct {
 	opts    Options
 	logger  *slog.Logger
-	mu      sync.Mutex // guards cfg
+	logs    *bundle.LogBuffer // recent log lines per device, for bundles
+	mu      sync.Mutex        // guards cfg
 	cfg     *config.Config
 	coll    *collector.Collector
+	store   *store.Store
+	engine  *rma.Engine
+	outbox  *deliveries
 	reg     *prometheus.Registry
 	reloads *reloadMetrics
 	notify  *notifier
@@ -67,7 +74,8 @@ func Run(ctx context.Context, opts Options) error {
 	for _, w := range cfg.CheckFiles() {
 		opts.Logger.Warn("configuration refers to a file that is not usable yet", "err", w)
 	}
-	a := &Agent{opts: opts, logger: opts.Logger, cfg: cfg, notify: newNotifier()}
+	logs := bundle.NewLogBuffer(opts.Logger.Handler(), 500)
+	a := &Agent{opts: opts, logger: slog.New(logs), logs: logs, cfg: cfg, notify: newNotifier()}
 	return a.run(ctx)
 }
 
@@ -87,12 +95,44 @@ func (a *Agent) run(ctx context.Context) (err error) {
 		}
 	}()
 
+	// The state database first: without it no case can be kept, so the
+	// agent refuses to start rather than lose cases.
+	if a.store, err = openStore(a.cfg); err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) error { return a.store.Close() })
+
+	a.reg = prometheus.NewRegistry()
+	a.reloads = newReloadMetrics()
+
+	// The outbox worker delivers what the store holds, including rows left
+	// pending by an earlier run.
+	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg}
+	if err := a.outbox.start(ctx, a.cfg.Desks); err != nil {
+		return fmt.Errorf("desks in %s: %w", a.cfg.File, err)
+	}
+	stops = append(stops, a.outbox.stop)
+
+	a.engine, err = rma.NewEngine(a.cfg, rma.EngineOptions{
+		Store:        a.store,
+		Logger:       a.logger.With("component", "cases"),
+		Now:          a.opts.Now,
+		Recheck:      func(module string) { a.coll.Recheck(module) },
+		Bundle:       a.caseBundle,
+		Kick:         a.outbox.kick,
+		AgentVersion: Version,
+	})
+	if err != nil {
+		return fmt.Errorf("start case engine: %w", err)
+	}
+
 	var firstPoll sync.Once
 	a.coll, err = collector.New(a.cfg, collector.Options{
 		Logger:        a.logger.With("component", "collector"),
 		Now:           a.opts.Now,
 		WorkerCommand: a.opts.WorkerCommand,
-		OnPoll: func(collector.Snapshot) {
+		OnPoll: func(snap collector.Snapshot) {
+			a.engine.Observe(snap)
 			a.notify.alive()
 			firstPoll.Do(func() { a.notify.ready() })
 		},
@@ -102,9 +142,18 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	}
 	stops = append(stops, func(context.Context) error { return a.coll.Close() })
 
-	a.reg = prometheus.NewRegistry()
-	a.reloads = newReloadMetrics()
-	a.reg.MustRegister(a.coll, buildInfo(), a.reloads.success, a.reloads.timestamp,
+	engineCtx, stopEngine := context.WithCancel(ctx)
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- a.engine.Run(engineCtx) }()
+	stops = append(stops, func(context.Context) error {
+		stopEngine()
+		if err := <-engineDone; err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	})
+
+	a.reg.MustRegister(a.coll, a.engine, buildInfo(), a.reloads.success, a.reloads.timestamp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.reloads.set(true, a.now())
 
@@ -150,19 +199,25 @@ func (a *Agent) run(ctx context.Context) (err error) {
 			}
 			return nil
 		case <-a.opts.Reload:
-			a.reload()
+			a.reload(ctx)
 		}
 	}
 }
 
 // reload re-reads the configuration file. A bad file keeps the running
 // configuration and sets hsm_agent_config_last_reload_successful to 0.
-func (a *Agent) reload() {
+func (a *Agent) reload(ctx context.Context) {
 	a.notify.reloading()
 	defer a.notify.ready()
 	cfg, err := config.Load(a.opts.ConfigFile)
+	if err == nil && a.outbox.changed(cfg.Desks) {
+		err = a.outbox.start(ctx, cfg.Desks)
+	}
 	if err == nil {
 		err = a.coll.Reload(cfg)
+	}
+	if err == nil {
+		a.engine.Reload(cfg)
 	}
 	if err != nil {
 		a.logger.Error("reload failed, keeping the running configuration", "err", err)
@@ -174,6 +229,24 @@ func (a *Agent) reload() {
 	a.mu.Unlock()
 	a.reloads.set(true, a.now())
 	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "devices", len(cfg.Devices))
+}
+
+// caseBundle builds the diagnostics bundle of a case for the engine.
+func (a *Agent) caseBundle(ctx context.Context, c rma.Case) (string, error) {
+	cfg := a.config()
+	dev, ok := cfg.Device(c.Device)
+	if !ok {
+		return "", fmt.Errorf("device %q of case %s is not in the inventory", c.Device, c.ID)
+	}
+	events, err := a.store.Events(ctx, c.ID)
+	if err != nil {
+		events = nil // a new case has none yet
+	}
+	res, err := makeBundle(ctx, cfg, bundleSource{coll: a.coll, logs: a.logs}, dev, &c, events)
+	if err != nil {
+		return "", err
+	}
+	return res.Path, nil
 }
 
 // config returns the running configuration.

@@ -40,6 +40,15 @@ func (a *Agent) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Reports(a.coll.Snapshot()))
 	})
+	mux.HandleFunc("GET /api/v1/cases", func(w http.ResponseWriter, r *http.Request) {
+		cases, err := a.store.Cases(r.Context(), r.URL.Query().Get("all") == "")
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, nonNil(cases))
+	})
+	mux.HandleFunc("POST /api/v1/bundles/{serial}", a.bundleHandler)
 	mux.HandleFunc("GET /{$}", a.statusPage)
 	return mux
 }
@@ -56,6 +65,29 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 {{if .Unexpected}}<h2>Unexpected tokens</h2><table><tr><th>module</th><th>serial</th><th>label</th></tr>
 {{range .Unexpected}}<tr><td>{{.Module}}</td><td>{{.Serial}}</td><td>{{.Label}}</td></tr>{{end}}</table>{{end}}
 </body></html>`))
+
+// bundleHandler builds an on-demand bundle for `hsm-agent bundle SERIAL`.
+func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
+	cfg := a.config()
+	dev, ok := cfg.DeviceBySerial(r.PathValue("serial"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no device with serial " + r.PathValue("serial") + " in the inventory"})
+		return
+	}
+	res, err := makeBundle(r.Context(), cfg, bundleSource{coll: a.coll, logs: a.logs}, dev, nil, nil)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	a.logger.Info("on-demand bundle built", "device", dev.Name, "path", res.Path)
+	writeJSON(w, http.StatusOK, map[string]any{"path": res.Path, "sha256": res.SHA256, "size": res.Size})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
 
 func (a *Agent) statusPage(w http.ResponseWriter, _ *http.Request) {
 	snap := a.coll.Snapshot()

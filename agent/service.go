@@ -92,18 +92,14 @@ func parseServiceArgs(args []string, stderr io.Writer) (opts serviceOptions, cod
 		fs.StringVar(&opts.root, "root", "", "install or uninstall under `DIR` (an image being built) without calling systemctl")
 		fs.IntVar(&opts.systemdVersion, "systemd-version", 0, "with --root: the image's systemd `VERSION`, to decide on the credentials compat drop-in (default: assume a current systemd)")
 	}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fs.Usage()
-			return opts, 0
-		}
+	if len(args) == 0 {
 		fs.Usage()
 		return opts, 2
 	}
 	opts.action = args[0]
 	switch opts.action {
 	case "install", "uninstall", "start", "stop", "status":
-	case "help":
+	case "help", "-h", "-help", "--help":
 		fs.Usage()
 		return opts, 0
 	default:
@@ -148,8 +144,10 @@ func kardianosConfig(exe, config string) *service.Config {
 // controls the service and never runs it.
 type controlOnly struct{}
 
-func (controlOnly) Start(service.Service) error { return errors.New("hsm-agent service: not a runnable program") }
-func (controlOnly) Stop(service.Service) error  { return nil }
+func (controlOnly) Start(service.Service) error {
+	return errors.New("hsm-agent service: not a runnable program")
+}
+func (controlOnly) Stop(service.Service) error { return nil }
 
 // printStatus reports s's status on stdout and returns the status exit code.
 func printStatus(s service.Service, unit string, stdout, stderr io.Writer) int {

@@ -17,7 +17,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 )
 
-const defaultConfig = "/etc/hsm-agent/config.yml"
+const defaultConfig = agent.DefaultConfigFile
 
 const usage = `hsm-agent watches HSMs over PKCS#11 and runs their support lifecycle.
 
@@ -28,6 +28,14 @@ Usage:
                                     one poll of everything; exit 0 all healthy,
                                     1 degraded, 2 failed/missing/unresponsive, 3 could not check
   hsm-agent config check FILE       validate a configuration file and exit 0 (valid) or 1
+  hsm-agent cases [--all] [--json]   list open (or all) cases
+  hsm-agent cases show ID [--json]   one case with its event log and deliveries
+  hsm-agent case ID close|cancel|approve|note [--note S]
+                                    an operator action on a case
+  hsm-agent bundle SERIAL [-o FILE]  build a diagnostics bundle for a device now
+  hsm-agent desk test NAME          send a clearly marked test event to a desk
+  hsm-agent service install|uninstall|start|stop|status [--config FILE]
+                                    install or control the system service
   hsm-agent demo [--dir DIR]        create a 3-token SoftHSM2 fleet and run the agent on it
   hsm-agent demo fail|clear ...     inject or clear a fault in the demo fleet (see "demo --help")
   hsm-agent version                 print the version
@@ -59,6 +67,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return agent.ConfigCheck(rest[1], stdout, stderr)
+	case "cases":
+		return agent.Cases(signalContext(), rest, stdout, stderr)
+	case "case":
+		return agent.CaseAction(signalContext(), rest, stdout, stderr)
+	case "bundle":
+		return agent.Bundle(signalContext(), rest, stdout, stderr)
+	case "desk":
+		return agent.DeskTest(signalContext(), rest, stdout, stderr)
+	case "service":
+		return agent.Service(rest, stdout, stderr)
 	case "demo":
 		return agent.Demo(signalContext(), rest, stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,356 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/rma"
+	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/store"
+)
+
+// DefaultConfigFile is where the packaged agent keeps its configuration.
+const DefaultConfigFile = "/etc/hsm-agent/config.yml"
+
+// cliFlags parses the flags shared by the case commands; positional
+// arguments may come before or after the flags.
+type cliFlags struct {
+	fs     *flag.FlagSet
+	config *string
+	json   *bool
+}
+
+func newCLIFlags(name string, stderr io.Writer) *cliFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &cliFlags{fs: fs, config: fs.String("config", DefaultConfigFile, "configuration `FILE`"), json: fs.Bool("json", false, "print JSON")}
+}
+
+// parse returns the positional arguments wherever they stood among the flags.
+func (f *cliFlags) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if f.fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, f.fs.Arg(0))
+		args = f.fs.Args()[1:]
+	}
+}
+
+// openCLI loads the configuration and opens the state database the daemon uses.
+func openCLI(configFile string) (*config.Config, *store.Store, error) {
+	cfg, err := config.Load(configFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
+// CaseDetail is `cases show ID --json`: the case with its log and deliveries.
+type CaseDetail struct {
+	rma.Case
+	Events     []rma.Event    `json:"events"`
+	Deliveries []rma.Delivery `json:"deliveries"`
+}
+
+// Cases runs `cases [--all] [--json]` and `cases show ID [--json]`.
+func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newCLIFlags("cases", stderr)
+	all := f.fs.Bool("all", false, "include closed and cancelled cases")
+	pos, err := f.parse(args)
+	if err != nil {
+		return 2
+	}
+	cfg, st, err := openCLI(*f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent cases: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	_ = cfg
+	switch {
+	case len(pos) == 0:
+		cases, err := st.Cases(ctx, !*all)
+		if err != nil {
+			fmt.Fprintf(stderr, "hsm-agent cases: %v\n", err)
+			return 1
+		}
+		if *f.json {
+			return printJSON(stdout, stderr, nonNil(cases))
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSEV\tKIND\tFAULT\tDEVICE\tSERIAL\tSTATE\tOPENED\tSUMMARY")
+		for _, c := range cases {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, c.Fault, c.Device, c.Serial, c.State, c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
+		}
+		_ = tw.Flush()
+		return 0
+	case len(pos) == 2 && pos[0] == "show":
+		detail, err := caseDetail(ctx, st, pos[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "hsm-agent cases show: %v\n", err)
+			return 1
+		}
+		if *f.json {
+			return printJSON(stdout, stderr, detail)
+		}
+		printCase(stdout, detail)
+		return 0
+	default:
+		fmt.Fprintln(stderr, "usage: hsm-agent cases [--all] [--json] | hsm-agent cases show ID [--json]")
+		return 2
+	}
+}
+
+func caseDetail(ctx context.Context, st *store.Store, id string) (CaseDetail, error) {
+	c, err := st.Case(ctx, id)
+	if err != nil {
+		return CaseDetail{}, err
+	}
+	events, err := st.Events(ctx, id)
+	if err != nil {
+		return CaseDetail{}, err
+	}
+	deliveries, err := st.Deliveries(ctx, id)
+	if err != nil {
+		return CaseDetail{}, err
+	}
+	return CaseDetail{Case: c, Events: nonNil(events), Deliveries: nonNil(deliveries)}, nil
+}
+
+func printCase(w io.Writer, d CaseDetail) {
+	c := d.Case
+	fmt.Fprintf(w, "case %s  severity %d  %s/%s  state %s\n", c.ID, c.Severity, c.Kind, c.Fault, c.State)
+	fmt.Fprintf(w, "device %s (serial %s), %s, pool %q, tier %s, flow %s\n", c.Device, c.Serial, c.Environment, c.Pool, c.Tier, c.Flow)
+	fmt.Fprintf(w, "opened %s; %s\n", c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
+	if c.Impact != "" {
+		fmt.Fprintf(w, "impact: %s\n", c.Impact)
+	}
+	if c.Reason != "" {
+		fmt.Fprintf(w, "note: %s\n", c.Reason)
+	}
+	fmt.Fprintln(w, "\nevents:")
+	for _, e := range d.Events {
+		fmt.Fprintf(w, "  %s  #%d %-16s %-18s %s\n", e.At.UTC().Format(time.RFC3339), e.Seq, e.Type, e.Actor, e.Note)
+	}
+	fmt.Fprintln(w, "\ndeliveries:")
+	for _, dl := range d.Deliveries {
+		fmt.Fprintf(w, "  #%d -> %-10s %-9s attempts %d  ticket %q  %s\n", dl.Seq, dl.Desk, dl.State, dl.Attempts, dl.TicketID, dl.LastError)
+	}
+}
+
+// CaseAction runs `case ID EVENT [--note S]`.
+func CaseAction(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newCLIFlags("case", stderr)
+	note := f.fs.String("note", "", "a note for the case log")
+	pos, err := f.parse(args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "usage: hsm-agent case ID close|cancel|approve|note [--note S]")
+		return 2
+	}
+	cfg, st, err := openCLI(*f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent case: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	id, event := pos[0], pos[1]
+	act := rma.Action{Actor: rma.OperatorActor(osUser()), Note: *note}
+	var c rma.Case
+	switch event {
+	case "close":
+		c, err = rma.CloseCase(ctx, st, cfg, id, act)
+	case "cancel":
+		c, err = rma.CancelCase(ctx, st, cfg, id, act)
+	case "approve":
+		c, err = rma.ApproveBundle(ctx, st, cfg, id, act)
+	case "note":
+		if *note == "" {
+			fmt.Fprintln(stderr, "hsm-agent case ID note: give the text with --note")
+			return 2
+		}
+		err = rma.AddNote(ctx, st, id, act)
+		if err == nil {
+			c, err = st.Case(ctx, id)
+		}
+	case "confirm", "authorize", "ship", "receive", "install", "return":
+		fmt.Fprintf(stderr, "hsm-agent case: the RMA flow event %q is not available in this version; use close, cancel, approve or note\n", event)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "hsm-agent case: unknown event %q; use close, cancel, approve or note\n", event)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent case %s %s: %v\n", id, event, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "case %s: %s (state %s); the running agent delivers the desk events\n", c.ID, event, c.State)
+	return 0
+}
+
+// Bundle runs `bundle SERIAL [-o FILE]`: it asks the running daemon for a
+// bundle (with its probe history and log lines) and falls back to one poll
+// of its own when no daemon answers.
+func Bundle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newCLIFlags("bundle", stderr)
+	out := f.fs.String("o", "", "copy the bundle to `FILE`")
+	pos, err := f.parse(args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: hsm-agent bundle SERIAL [-o FILE] [--config FILE]")
+		return 2
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent bundle: %v\n", err)
+		return 1
+	}
+	path, err := requestBundle(ctx, cfg, pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent bundle: no running agent answered (%v); polling once myself\n", err)
+		path, err = localBundle(ctx, cfg, pos[0], nil)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent bundle: %v\n", err)
+		return 1
+	}
+	if *out != "" {
+		if err := copyFile(path, *out); err != nil {
+			fmt.Fprintf(stderr, "hsm-agent bundle: %v\n", err)
+			return 1
+		}
+		path = *out
+	}
+	fmt.Fprintln(stdout, path)
+	return 0
+}
+
+// requestBundle asks the daemon listening at cfg.Listen to build a bundle.
+func requestBundle(ctx context.Context, cfg *config.Config, serial string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+cfg.Listen+"/api/v1/bundles/"+serial, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Path  string `json:"path"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("agent answered %s", resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", errors.New(body.Error)
+	}
+	return body.Path, nil
+}
+
+// localBundle polls the device's module once and builds a bundle from that.
+func localBundle(ctx context.Context, cfg *config.Config, serial string, workerCommand []string) (string, error) {
+	dev, ok := cfg.DeviceBySerial(serial)
+	if !ok {
+		return "", fmt.Errorf("no device with serial %q in %s", serial, cfg.File)
+	}
+	coll, err := collector.New(cfg, collector.Options{WorkerCommand: workerCommand})
+	if err != nil {
+		return "", err
+	}
+	defer coll.Close()
+	coll.PollOnce(ctx, true)
+	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll}, dev, nil, nil)
+	return res.Path, err
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
+}
+
+// DeskTest runs `desk test NAME`: it sends a clearly marked test event.
+func DeskTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newCLIFlags("desk", stderr)
+	pos, err := f.parse(args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 2 || pos[0] != "test" {
+		fmt.Fprintln(stderr, "usage: hsm-agent desk test NAME [--config FILE]")
+		return 2
+	}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent desk test: %v\n", err)
+		return 1
+	}
+	var names []string
+	for _, dc := range cfg.Desks {
+		names = append(names, dc.Name)
+		if dc.Name != pos[1] {
+			continue
+		}
+		d, err := desk.New(dc, NewLogger(stderr, 0), desk.WithVersion(Version))
+		if err != nil {
+			fmt.Fprintf(stderr, "hsm-agent desk test %s: %v\n", dc.Name, err)
+			return 1
+		}
+		ticket, err := desk.Test(ctx, d)
+		if err != nil {
+			fmt.Fprintf(stderr, "hsm-agent desk test %s: FAILED: %v\n", dc.Name, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "desk %s (%s, role %s): OK, ticket %q\n", dc.Name, dc.Type, dc.Role, ticket)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hsm-agent desk test: no desk named %q in %s; desks: %s\n", pos[1], cfg.File, strings.Join(names, ", "))
+	return 1
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "hsm-agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

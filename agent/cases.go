@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/rma"
+	"github.com/hsm-agent/hsm-agent/rma/bundle"
+	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/store"
+)
+
+// StateDBName is the state database's file name inside state_dir.
+const StateDBName = "hsm-agent.db"
+
+// BundleDirName is the directory of diagnostics bundles inside state_dir.
+const BundleDirName = "bundles"
+
+// openStore opens the state database of cfg with an error that names the
+// config field to change when the location is wrong.
+func openStore(cfg *config.Config) (*store.Store, error) {
+	path := filepath.Join(cfg.StateDir, StateDBName)
+	st, err := store.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("state database (state_dir: %s in %s): %w", cfg.StateDir, cfg.File, err)
+	}
+	return st, nil
+}
+
+// outbox runs the desk worker of one desk configuration; a reload that
+// changes the desks replaces it.
+type outbox struct {
+	desks  []config.Desk
+	worker *desk.Worker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// deliveries owns the current outbox worker.
+type deliveries struct {
+	logger *slog.Logger
+	store  *store.Store
+	reg    prometheus.Registerer
+
+	mu      sync.Mutex
+	current *outbox
+}
+
+// start builds the desks of cfg and starts their worker, replacing the
+// running one. A desk that cannot be built (bad secret file) is an error
+// and leaves the running worker in place.
+func (d *deliveries) start(ctx context.Context, desks []config.Desk) error {
+	built, err := desk.NewAll(desks, d.logger.With("component", "desk"), desk.WithVersion(Version))
+	if err != nil {
+		return err
+	}
+	w := desk.NewWorker(d.store, built, desk.WorkerOptions{Logger: d.logger.With("component", "outbox")})
+	ob := &outbox{desks: desks, worker: w, done: make(chan error, 1)}
+	var wctx context.Context
+	wctx, ob.cancel = context.WithCancel(ctx)
+
+	d.mu.Lock()
+	old := d.current
+	d.current = ob
+	d.mu.Unlock()
+	if old != nil {
+		old.stop()
+		d.reg.Unregister(old.worker)
+	}
+	if err := d.reg.Register(w); err != nil {
+		return fmt.Errorf("register outbox metrics: %w", err)
+	}
+	go func() { ob.done <- w.Run(wctx) }()
+	return nil
+}
+
+// changed reports whether desks differ from the running worker's.
+func (d *deliveries) changed(desks []config.Desk) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current == nil || !reflect.DeepEqual(d.current.desks, desks)
+}
+
+// kick wakes the running worker.
+func (d *deliveries) kick() {
+	d.mu.Lock()
+	cur := d.current
+	d.mu.Unlock()
+	if cur != nil {
+		cur.worker.Kick()
+	}
+}
+
+// stop stops the running worker; pending rows stay in the store.
+func (d *deliveries) stop(context.Context) error {
+	d.mu.Lock()
+	cur := d.current
+	d.current = nil
+	d.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	return cur.stop()
+}
+
+func (o *outbox) stop() error {
+	o.cancel()
+	if err := <-o.done; err != nil && err != context.Canceled {
+		return err
+	}
+	return nil
+}
+
+// bundleSource is what a bundle needs beyond the configuration: the
+// collector's view of the device and the agent's recent log lines.
+type bundleSource struct {
+	coll *collector.Collector // nil outside the daemon
+	logs *bundle.LogBuffer    // nil outside the daemon
+}
+
+// makeBundle builds (and prunes) a diagnostics bundle for one device and,
+// when c is set, its case.
+func makeBundle(ctx context.Context, cfg *config.Config, src bundleSource, dev config.Device, c *rma.Case, events []rma.Event) (bundle.Result, error) {
+	in := bundle.Input{
+		Device:       dev,
+		Case:         c,
+		Events:       events,
+		Commands:     cfg.Diagnostics.Commands,
+		AgentVersion: Version,
+		Secrets:      knownSecrets(cfg),
+	}
+	if m, ok := cfg.Module(dev.Module); ok {
+		in.Library = m.Library
+	}
+	if y, err := cfg.Redacted(); err == nil {
+		in.ConfigYAML = y
+	} else {
+		in.ConfigYAML = []byte(fmt.Sprintf("# configuration could not be rendered: %v\n", err))
+	}
+	if src.coll != nil {
+		if st, ok := src.coll.Snapshot().Device(dev.Name); ok {
+			in.Token = Reports(collector.Snapshot{Devices: []collector.DeviceStatus{st}})[0]
+		}
+		in.History = src.coll.History(dev.Name)
+	}
+	if src.logs != nil {
+		in.Logs = src.logs.Lines(dev.Name)
+	}
+	dir := filepath.Join(cfg.StateDir, BundleDirName)
+	res, err := bundle.Build(ctx, dir, in, bundle.Options{MaxBytes: cfg.Diagnostics.MaxBundleBytes, Redact: cfg.Diagnostics.Redact})
+	if err != nil {
+		return res, err
+	}
+	if err := bundle.Prune(dir, dev.Name, cfg.Diagnostics.Retention); err != nil {
+		return res, fmt.Errorf("prune bundles of %s: %w", dev.Name, err)
+	}
+	return res, nil
+}
+
+// knownSecrets reads every secret the configuration points at (PIN files,
+// desk secrets and tokens, from systemd credentials first) so bundles can
+// scrub them. Unreadable ones are skipped: they cannot leak either.
+func knownSecrets(cfg *config.Config) []config.Secret {
+	var out []config.Secret
+	add := func(cred, path string) {
+		if path == "" {
+			return
+		}
+		if s, _, err := config.ReadCredential(cred, path); err == nil {
+			out = append(out, s)
+		}
+	}
+	for _, d := range cfg.Devices {
+		add(CredentialName(CredentialPIN, d.Name), d.PINFile)
+	}
+	for _, d := range cfg.Desks {
+		add(CredentialName(CredentialDeskSecret, d.Name), d.SecretFile)
+		add(CredentialName(CredentialDeskToken, d.Name), d.TokenFile)
+	}
+	return out
+}
+
+// osUser names the operator for the case log.
+func osUser() string {
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if u := os.Getenv(k); u != "" {
+			return u
+		}
+	}
+	return ""
+}
