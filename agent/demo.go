@@ -152,7 +152,10 @@ func demoSetup(dir, listen string) (string, error) {
 		}
 	}
 	fmt.Fprintf(&b, "firmware: {minimum: \"2.0\", approved: [\"2.6\"]}\n")
-	fmt.Fprintf(&b, "desks:\n  - {name: ops, type: spool, role: internal, dir: %q}\n", filepath.Join(dir, "spool"))
+	fmt.Fprintf(&b, "desks:\n")
+	fmt.Fprintf(&b, "  - {name: vendor, type: spool, role: vendor, dir: %q, phones: {emea: \"+44 20 7946 0000\", americas: \"+1 212 555 0100\", apac: \"+852 2555 0100\"}}\n", filepath.Join(dir, "spool", "vendor"))
+	fmt.Fprintf(&b, "  - {name: ops, type: spool, role: internal, dir: %q}\n", filepath.Join(dir, "spool", "ops"))
+	fmt.Fprintf(&b, "  - {name: pager, type: spool, role: pager, dir: %q}\n", filepath.Join(dir, "spool", "pager"))
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o644); err != nil {
 		return "", err
@@ -187,8 +190,11 @@ func runDemo(ctx context.Context, dir, listen string, stdout, stderr io.Writer) 
     %s check --config %s                 one poll, as a table
     %s demo fail hsm-b device_error --dir %s    make hsm-b fail (try: missing, hang, slow 3000, crash)
     %s demo clear --dir %s                      remove every fault
+    %s cases --config %s                 the cases a confirmed fault opened
+  A fault seen on 3 consecutive polls (one after a fresh C_Initialize) opens a case:
+  its events and diagnostics bundle land in %s/{vendor,ops,pager}/.
   Ctrl-C stops the agent.
-`, rel(dir), rel(cfgFile), listen, listen, self, rel(cfgFile), self, rel(dir), self, rel(dir))
+`, rel(dir), rel(cfgFile), listen, listen, self, rel(cfgFile), self, rel(dir), self, rel(dir), self, rel(cfgFile), rel(filepath.Join(dir, "spool")))
 	return Run(ctx, Options{ConfigFile: cfgFile, Logger: NewLogger(stderr, slog.LevelInfo)})
 }
 

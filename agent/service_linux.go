@@ -326,7 +326,10 @@ func (l *linuxService) installLiveUnit(unit string) error {
 		return fmt.Errorf("kardianos/service wrote no %s: %w", unitFile, readErr)
 	}
 	if string(got) != unit {
-		return fmt.Errorf("%s differs from the hardened unit (kardianos/service changed its template expansion?); remove it with `hsm-agent service uninstall`", unitFile)
+		// Never leave a unit that is not the hardened one enabled.
+		_ = s.Uninstall()
+		_ = os.Remove(unitFile)
+		return fmt.Errorf("kardianos/service wrote a %s that differs from the hardened unit (did its template expansion change?); removed it again", unitFile)
 	}
 	l.printf("wrote %s", unitFile)
 	if installErr != nil {

@@ -384,8 +384,8 @@ func TestParseSystemdVersion(t *testing.T) {
 	}
 	for in, want := range map[string]int{
 		"systemd 252 (252.38-1~deb12u1)\n+PAM +AUDIT": 252,
-		"systemd 249 (249.11-0ubuntu3.12)":             249,
-		"systemd 256 (256.7-1.fc41)\n":                 256,
+		"systemd 249 (249.11-0ubuntu3.12)":            249,
+		"systemd 256 (256.7-1.fc41)\n":                256,
 	} {
 		if v, err := parseSystemdVersion(in); v != want || err != nil {
 			t.Errorf("parseSystemdVersion(%q) = %d, %v; want %d", in, v, err, want)
@@ -452,6 +452,7 @@ for f in /etc/passwd /etc/group /etc/shadow /etc/gshadow; do
 done
 rm -rf /var/lib/hsm-agent /etc/hsm-agent /etc/systemd/system/hsm-agent.service /etc/systemd/system/hsm-agent.service.d \
 	/etc/systemd/system/multi-user.target.wants/hsm-agent.service /etc/sysusers.d/hsm-agent.conf /etc/tmpfiles.d/hsm-agent.conf
+getent passwd hsm-agent >"$OUT/passwd-before" || true
 svc() { HSM_AGENT_TEST_SERVICE=1 /usr/local/bin/hsm-agent service "$@"; }
 step() { name=$1; shift; rc=0; "$@" >"$OUT/$name.out" 2>&1 || rc=$?; echo "$rc" >"$OUT/$name.rc"; }
 step install svc install
@@ -498,6 +499,9 @@ func TestServiceLiveInstall(t *testing.T) {
 		return rc, read(name + ".out")
 	}
 
+	if before := read("passwd-before"); before != "" {
+		t.Fatalf("could not remove the host's hsm-agent user inside the namespace: %q", before)
+	}
 	if rc, out := step("install"); rc != 0 {
 		t.Fatalf("install: exit %d\n%s", rc, out)
 	} else if !strings.Contains(out, "systemd is not running here: enabled") {

@@ -17,6 +17,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/store"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // start is the engine clock's start; all case times derive from it.
@@ -140,23 +141,21 @@ func (h *harness) startEngine() {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	h.e = e
+	var once sync.Once
 	h.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("Run: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		})
 	}
-	h.t.Cleanup(func() {
-		if h.stop != nil {
-			h.stop()
-		}
-	})
+	h.t.Cleanup(h.stop)
 	e.Flush() // recovery and the start-up checks are done
 }
 
 func (h *harness) restart() {
 	h.stop()
-	h.stop = nil
 	h.startEngine()
 }
 
@@ -642,7 +641,6 @@ func TestEngineRestartSendsPendingPage(t *testing.T) {
 	h.confirm(map[string]fault{"pay-1": missingDev})
 	c := h.only("P1/hardware/missing")
 	h.stop()
-	h.stop = nil
 	h.clock.Advance(2 * time.Minute)
 	h.startEngine() // checks pending pages at start
 	h.page(c.ID)
@@ -733,3 +731,120 @@ func TestOperatorActions(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+func TestEngineMetrics(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testConfig("pay-1", "dev-1"))
+	h.confirm(map[string]fault{"pay-1": missingDev, "dev-1": oldFirmware})
+	open := func(sev1hw, sev3fw int) string {
+		var b strings.Builder
+		b.WriteString("# HELP hsm_cases_open Open support cases (not closed or cancelled) by severity and fault kind, from the case store.\n# TYPE hsm_cases_open gauge\n")
+		for sev := 1; sev <= 4; sev++ {
+			for _, k := range rma.Kinds {
+				v := 0
+				switch {
+				case sev == 1 && k == rma.KindHardware:
+					v = sev1hw
+				case sev == 3 && k == rma.KindFirmware:
+					v = sev3fw
+				}
+				b.WriteString(`hsm_cases_open{kind="` + string(k) + `",severity="` + string(rune('0'+sev)) + `"} ` + string(rune('0'+v)) + "\n")
+			}
+		}
+		return b.String()
+	}
+	if err := testutil.CollectAndCompare(h.e, strings.NewReader(open(1, 1)), "hsm_cases_open"); err != nil {
+		t.Error(err)
+	}
+	c := h.only("P1/hardware/missing")
+	if _, err := h.e.CloseCase(context.Background(), c.ID, rma.Action{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.CollectAndCompare(h.e, strings.NewReader(open(0, 1)), "hsm_cases_open"); err != nil {
+		t.Errorf("after close: %v", err)
+	}
+	events := "# HELP hsm_case_events_total Case events this agent recorded since it started, by event type (case.opened, case.page, ...).\n" +
+		"# TYPE hsm_case_events_total counter\n"
+	for _, ev := range []string{"case.approved", "case.cancelled", "case.cleared", "case.closed", "case.held", "case.opened",
+		"case.page", "case.reopened", "case.updated", "note"} {
+		n := "0"
+		switch ev {
+		case rma.EventOpened:
+			n = "2"
+		case rma.EventClosed:
+			n = "1"
+		}
+		events += `hsm_case_events_total{event="` + ev + `"} ` + n + "\n"
+	}
+	if err := testutil.CollectAndCompare(h.e, strings.NewReader(events), "hsm_case_events_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestEngineObserveNeverBlocks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := rma.NewEngine(testConfig("pay-1"), rma.EngineOptions{Store: st, QueueSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not running: the queue fills and further snapshots are dropped
+	// instead of blocking the poll loop.
+	for range 10 {
+		e.Observe(collector.Snapshot{Polled: []string{"soft"}})
+	}
+	if _, err := rma.NewEngine(testConfig(), rma.EngineOptions{}); err == nil {
+		t.Error("NewEngine without a store must fail")
+	}
+}
+
+func TestEngineReloadRenewedContract(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig("exp-1")
+	h := newHarness(t, cfg)
+	h.clock.Set(start.AddDate(0, 0, 40)) // 50 days left
+	h.e.CheckContractsNow()
+	c := h.only("E1/contract/expiring")
+
+	renewed := testConfig("exp-1")
+	renewed.Devices[0].Contract.Expires = date("2029-12-31")
+	h.e.Reload(renewed)
+	h.e.Flush()
+	h.e.CheckContractsNow()
+	equal(t, "events after renewal", h.events(c.ID), []string{rma.EventOpened, rma.EventCleared})
+	if got := h.only("E1/contract/expiring"); got.State != rma.StateOpen {
+		t.Errorf("a cleared case stays open until an operator closes it: %+v", got)
+	}
+}
+
+func TestEngineEscalationToSeverity1Pages(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testConfig("web-1", "web-2"))
+	h.confirm(map[string]fault{"web-1": failedDev}) // web-2 healthy: 2
+	h.poll(true, nil)
+	// Both fail: web-1's recurrence now leaves its pool empty: 1.
+	h.confirm(map[string]fault{"web-1": failedDev, "web-2": missingDev})
+	c := h.only("W1/hardware/failed")
+	if c.Severity != 1 || !strings.Contains(c.Impact, "pool web: 0 of min 1") {
+		t.Fatalf("escalated case %+v", c)
+	}
+	if want := c.UpdatedAt.Add(30 * time.Minute); !c.Due[rma.DueResponse].Equal(want) {
+		t.Errorf("response due after escalation %v, want %v", c.Due[rma.DueResponse], want)
+	}
+	h.clock.Advance(61 * time.Second)
+	h.e.CheckPagesNow()
+	_, page := h.page(c.ID)
+	if page.Phone != "+1 212 555 0100" || page.Region != "americas" {
+		t.Errorf("page %+v", page)
+	}
+	equal(t, "events", h.events(c.ID), []string{rma.EventOpened, rma.EventCleared, rma.EventUpdated, rma.EventPage})
+	if w2 := h.only("W2/hardware/missing"); w2.Severity != 1 {
+		t.Errorf("web-2 case %+v", w2)
+	}
+	h.page(h.only("W2/hardware/missing").ID)
+}

@@ -178,7 +178,6 @@ var invalid = map[string]string{
 	"invalid-desk-phones-role.yml":    `testdata/invalid-desk-phones-role.yml:6: desks[0].phones: only a desk with role vendor has phones (this one has role "internal"); remove phones or set role: vendor`,
 	"invalid-desk-phones-region.yml": `testdata/invalid-desk-phones-region.yml:8: desks[0].phones.europe: "europe" is not a region; use one of emea, apac, americas` + "\n" +
 		`testdata/invalid-desk-phones-region.yml:9: desks[0].phones.apac: required; set the vendor's support phone number for this region, e.g. "+44 20 7946 0000"`,
-	"invalid-desk-phones-spool.yml":             `testdata/invalid-desk-phones-spool.yml:6: desks[0].phones: not used by a spool desk; remove it`,
 	"invalid-desk-rate.yml":                     `testdata/invalid-desk-rate.yml:2: desks[0].rate_per_minute: must be 0 or more (0 means no limit), got -1`,
 	"invalid-diagnostics-command-name.yml":      `testdata/invalid-diagnostics-command-name.yml:3: diagnostics.commands[0].name: required; every diagnostics command needs a unique name (it names the command's output in the bundle)`,
 	"invalid-diagnostics-command-duplicate.yml": `testdata/invalid-diagnostics-command-duplicate.yml:4: diagnostics.commands[1].name: duplicate command name "enquiry", already used by diagnostics.commands[0]; each must be unique`,

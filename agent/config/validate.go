@@ -86,7 +86,7 @@ var deskTypes = []deskType{
 	{
 		name:     DeskSpool,
 		required: []deskSetting{{"dir", "set the directory to write case events to, e.g. /var/spool/hsm-agent"}},
-		optional: []string{"rate_per_minute"},
+		optional: []string{"phones", "rate_per_minute"},
 	},
 }
 
