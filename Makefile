@@ -21,6 +21,8 @@ demo: deps build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=windows CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go
 
 gotest:
 	$(GO) test -count=1 -timeout 10m ./...

@@ -165,7 +165,8 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s (config field listen in %s): %w", listen, a.opts.ConfigFile, err)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serveHTTP(ln, srv, a.opts.WebConfigFile, a.logger) }()
 	stops = append(stops, func(ctx context.Context) error { return srv.Shutdown(ctx) })

@@ -180,11 +180,11 @@ func knownSecrets(cfg *config.Config) []config.Secret {
 		}
 	}
 	for _, d := range cfg.Devices {
-		add(CredentialName(CredentialPIN, d.Name), d.PINFile)
+		add(config.CredentialName(config.CredentialPIN, d.Name), d.PINFile)
 	}
 	for _, d := range cfg.Desks {
-		add(CredentialName(CredentialDeskSecret, d.Name), d.SecretFile)
-		add(CredentialName(CredentialDeskToken, d.Name), d.TokenFile)
+		add(config.CredentialName(config.CredentialDeskSecret, d.Name), d.SecretFile)
+		add(config.CredentialName(config.CredentialDeskToken, d.Name), d.TokenFile)
 	}
 	return out
 }

@@ -13,22 +13,22 @@ import (
 func TestCredentialName(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ kind, name, want string }{
-		{CredentialPIN, "hsm-a", "pin_hsm-a"},
-		{CredentialDeskSecret, "vendor", "desk_vendor.secret"},
-		{CredentialDeskToken, "vendor", "desk_vendor.token"},
-		{CredentialDeskToken, "ops.eu", "desk_ops.eu.token"},
+		{config.CredentialPIN, "hsm-a", "pin_hsm-a"},
+		{config.CredentialDeskSecret, "vendor", "desk_vendor.secret"},
+		{config.CredentialDeskToken, "vendor", "desk_vendor.token"},
+		{config.CredentialDeskToken, "ops.eu", "desk_ops.eu.token"},
 		{"password", "hsm-a", ""},
-		{CredentialPIN, "", ""},
-		{CredentialPIN, "..", ""},
-		{CredentialPIN, "a/b", ""},
+		{config.CredentialPIN, "", ""},
+		{config.CredentialPIN, "..", ""},
+		{config.CredentialPIN, "a/b", ""},
 	} {
-		if got := CredentialName(tc.kind, tc.name); got != tc.want {
-			t.Errorf("CredentialName(%q, %q) = %q, want %q", tc.kind, tc.name, got, tc.want)
+		if got := config.CredentialName(tc.kind, tc.name); got != tc.want {
+			t.Errorf("config.CredentialName(%q, %q) = %q, want %q", tc.kind, tc.name, got, tc.want)
 		}
 	}
 }
 
-// The names CredentialName builds are the ones the shipped unit's
+// The names config.CredentialName builds are the ones the shipped unit's
 // LoadCredential=ID:DIR lines produce: systemd names each file FILE of DIR
 // "ID_FILE".
 func TestCredentialNamesMatchTheUnit(t *testing.T) {
@@ -46,22 +46,22 @@ func TestCredentialNamesMatchTheUnit(t *testing.T) {
 	for _, tc := range []struct {
 		kind, name, dir, file string
 	}{
-		{CredentialPIN, "hsm-a", "/etc/hsm-agent/credentials/pins", "hsm-a"},
-		{CredentialDeskSecret, "vendor", "/etc/hsm-agent/credentials/desks", "vendor.secret"},
-		{CredentialDeskToken, "vendor", "/etc/hsm-agent/credentials/desks", "vendor.token"},
+		{config.CredentialPIN, "hsm-a", "/etc/hsm-agent/credentials/pins", "hsm-a"},
+		{config.CredentialDeskSecret, "vendor", "/etc/hsm-agent/credentials/desks", "vendor.secret"},
+		{config.CredentialDeskToken, "vendor", "/etc/hsm-agent/credentials/desks", "vendor.token"},
 	} {
 		id, ok := loads[tc.dir]
 		if !ok {
 			t.Errorf("the unit has no LoadCredential=ID:%s (have %v)", tc.dir, loads)
 			continue
 		}
-		if got, want := CredentialName(tc.kind, tc.name), id+"_"+tc.file; got != want {
-			t.Errorf("CredentialName(%q, %q) = %q, but the unit delivers %s/%s as %q", tc.kind, tc.name, got, tc.dir, tc.file, want)
+		if got, want := config.CredentialName(tc.kind, tc.name), id+"_"+tc.file; got != want {
+			t.Errorf("config.CredentialName(%q, %q) = %q, but the unit delivers %s/%s as %q", tc.kind, tc.name, got, tc.dir, tc.file, want)
 		}
 	}
 }
 
-// config.ReadCredential finds a secret under CredentialName's name in
+// config.ReadCredential finds a secret under config.CredentialName's name in
 // $CREDENTIALS_DIRECTORY before the fallback file. Not parallel: Setenv.
 func TestCredentialNameWithReadCredential(t *testing.T) {
 	dir := t.TempDir()
@@ -77,11 +77,11 @@ func TestCredentialNameWithReadCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("CREDENTIALS_DIRECTORY", creds)
-	s, source, err := config.ReadCredential(CredentialName(CredentialPIN, "hsm-a"), fallback)
+	s, source, err := config.ReadCredential(config.CredentialName(config.CredentialPIN, "hsm-a"), fallback)
 	if err != nil || s.Reveal() != "from-credential" || source != config.SourceCredential {
 		t.Errorf("hsm-a: %q from %s, %v; want the credential", s.Reveal(), source, err)
 	}
-	s, source, err = config.ReadCredential(CredentialName(CredentialPIN, "hsm-b"), fallback)
+	s, source, err = config.ReadCredential(config.CredentialName(config.CredentialPIN, "hsm-b"), fallback)
 	if err != nil || s.Reveal() != "from-file" || source != config.SourceFile {
 		t.Errorf("hsm-b (no credential): %q from %s, %v; want the file", s.Reveal(), source, err)
 	}

@@ -290,7 +290,8 @@ func (c *Collector) requestLocked(module string, fresh bool) probe.Request {
 	req := probe.Request{Fresh: fresh}
 	for _, d := range c.cfg.Devices {
 		if d.Module == module && d.PINFile != "" {
-			req.SelfTests = append(req.SelfTests, probe.SelfTest{Serial: d.Serial, PINFile: d.PINFile})
+			pinFile, _ := config.CredentialPath(config.CredentialName(config.CredentialPIN, d.Name), d.PINFile)
+			req.SelfTests = append(req.SelfTests, probe.SelfTest{Serial: d.Serial, PINFile: pinFile})
 		}
 	}
 	return req

@@ -39,6 +39,7 @@ step check-prometheus "$T/check-prometheus.sh"
 step check-versions "$T/check-versions.sh"
 step check-config "$T/check-config.sh" "$BIN"
 step check-sandbox "$T/check-sandbox.sh" "$BIN"
+step check-service-install "$T/check-service-install.sh" "$BIN"
 if step build-packages "$REPO_ROOT/packaging/build-packages.sh" "${HSM_AGENT_VERSION:-0.0.0-test}" "$BIN" "$OUT"; then
 	deb=$(find "$OUT" -name 'hsm-agent_*.deb' | head -n 1)
 	rpm=$(find "$OUT" -name 'hsm-agent-*.rpm' | head -n 1)

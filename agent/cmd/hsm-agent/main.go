@@ -34,7 +34,7 @@ Usage:
                                     an operator action on a case
   hsm-agent bundle SERIAL [-o FILE]  build a diagnostics bundle for a device now
   hsm-agent desk test NAME          send a clearly marked test event to a desk
-  hsm-agent service install|uninstall|start|stop|status [--config FILE]
+  hsm-agent service install|uninstall|start|stop|status [--config FILE] [--exe BINARY] [--root DIR]
                                     install or control the system service
   hsm-agent demo [--dir DIR]        create a 3-token SoftHSM2 fleet and run the agent on it
   hsm-agent demo fail|clear ...     inject or clear a fault in the demo fleet (see "demo --help")
@@ -117,12 +117,14 @@ func runDaemon(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
-	err := agent.Run(signalContext(), agent.Options{
+	opts := agent.Options{
 		ConfigFile:    *configFile,
 		WebConfigFile: *webConfig,
 		Logger:        logger,
 		Reload:        reload,
-	})
+	}
+	// RunService answers the Windows service manager; elsewhere it just runs.
+	err := agent.RunService(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
 	if err != nil {
 		logger.Error("hsm-agent stopped", "err", err)
 		return 1

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +96,7 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 		now:       hopts.Now,
 	}
 	if cfg.SecretFile != "" {
-		secret, source, err := config.ReadCredential(filepath.Base(cfg.SecretFile), cfg.SecretFile)
+		secret, source, err := config.ReadCredential(config.CredentialName(config.CredentialDeskSecret, cfg.Name), cfg.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("desk %q: secret_file: %w", cfg.Name, err)
 		}
@@ -107,7 +106,7 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 		}
 		d.key = key
 		logger.Info("webhook signing secret loaded", "desk", cfg.Name, "source", source,
-			"credential", filepath.Base(cfg.SecretFile))
+			"credential", config.CredentialName(config.CredentialDeskSecret, cfg.Name))
 		if len(key) < 24 {
 			logger.Warn("webhook signing secret is shorter than the 24 bytes Standard Webhooks asks for; use a longer random secret",
 				"desk", cfg.Name, "bytes", len(key))

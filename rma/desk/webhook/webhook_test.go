@@ -264,12 +264,13 @@ func TestRawSecretSignsWithItsBytes(t *testing.T) {
 }
 
 // TestSecretFromCredentialsDirectory: systemd's LoadCredential wins over
-// the file, under the file's base name, and the log says which was used.
+// the file, under the name the unit's LoadCredential gives it
+// (desk_<name>.secret), and the log says which was used.
 func TestSecretFromCredentialsDirectory(t *testing.T) {
 	credDir := t.TempDir()
 	_, fileSecret := newSecret(t)
 	credSecret, credFile := newSecret(t)
-	if err := os.Rename(credFile, filepath.Join(credDir, filepath.Base(fileSecret))); err != nil {
+	if err := os.Rename(credFile, filepath.Join(credDir, "desk_vendor.secret")); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("CREDENTIALS_DIRECTORY", credDir)

@@ -1,6 +1,10 @@
-package agent
+package config
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
 
 // Kinds of secret that systemd hands the daemon as credentials, for
 // CredentialName.
@@ -39,4 +43,24 @@ func CredentialName(kind, name string) string {
 		return "desk_" + name + ".token"
 	}
 	return ""
+}
+
+// CredentialPath returns the file a secret is read from: the systemd
+// credential `name` when $CREDENTIALS_DIRECTORY holds it, else fallbackPath;
+// source says which (SourceCredential or SourceFile), for the log. It is for
+// readers that need a path rather than the value (the self-test re-reads the
+// PIN file and notices when it changes).
+func CredentialPath(name, fallbackPath string) (path, source string) {
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && name != "" && CredentialNameValid(name) {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, SourceCredential
+		}
+	}
+	return fallbackPath, SourceFile
+}
+
+// CredentialNameValid reports whether name can be a credential file name.
+func CredentialNameValid(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsRune(name, '/')
 }
