@@ -5,7 +5,7 @@ GO      ?= go
 LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
 BIN     := bin/hsm-agent
 
-.PHONY: all build deps demo test gotest lint bench package test-packaging clean
+.PHONY: all build deps demo test gotest lint bench bench-probe bench-cases package test-packaging clean
 
 all: build
 
@@ -37,8 +37,17 @@ test-packaging: build
 package: build
 	packaging/build-packages.sh $(VERSION) $(BIN) dist
 
-bench: deps
+# Benchmarks behind the issues' numbers; each prints its reference beside it.
+bench: bench-probe bench-cases
+
+# 1,000-token poll, warm and cold, beside the raw in-process loop and pkcs11-tool -L.
+bench-probe: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./collector/probe/
+
+# 10,000 queued events drained to a local desk; fault to vendor ticket at default settings.
+bench-cases: deps
+	$(GO) test -run '^$$' -bench Drain10000 -benchtime 1x -timeout 10m ./rma/desk/
+	$(GO) test -run '^$$' -bench FaultToTicket -benchtime 3x -timeout 10m ./agent/
 
 clean:
 	rm -rf bin dist .demo
