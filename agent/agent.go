@@ -44,6 +44,15 @@ type Options struct {
 	Started func(addr string)
 }
 
+// ExitNoRestart is the exit status of `run` when the agent cannot start
+// for a reason a restart cannot fix (invalid configuration, a corrupt,
+// incompatible or unwritable state database): the unit lists it in
+// RestartPreventExitStatus= so systemd does not loop on it.
+const ExitNoRestart = 78
+
+// ErrCannotStart marks errors of Run that a restart cannot fix; see ExitNoRestart.
+var ErrCannotStart = errors.New("hsm-agent cannot start")
+
 // Agent is a running daemon: collector, metrics registry and HTTP server.
 type Agent struct {
 	opts    Options
@@ -69,7 +78,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	cfg, err := config.Load(opts.ConfigFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrCannotStart, err)
 	}
 	for _, w := range cfg.CheckFiles() {
 		opts.Logger.Warn("configuration refers to a file that is not usable yet", "err", w)
@@ -98,6 +107,9 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	// The state database first: without it no case can be kept, so the
 	// agent refuses to start rather than lose cases.
 	if a.store, err = openStore(a.cfg); err != nil {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNotWritable) || errors.Is(err, store.ErrIncompatible) {
+			return fmt.Errorf("%w: %w", ErrCannotStart, err)
+		}
 		return err
 	}
 	stops = append(stops, func(context.Context) error { return a.store.Close() })

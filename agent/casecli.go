@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -57,6 +59,12 @@ func openCLI(configFile string) (*config.Config, *store.Store, error) {
 	cfg, err := config.Load(configFile)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The CLI never creates the database: created by root, it would lock
+	// the service user out of its own state.
+	path := filepath.Join(cfg.StateDir, StateDBName)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no state database at %s (state_dir in %s): the agent has not run yet, so there are no cases", path, cfg.File)
 	}
 	st, err := openStore(cfg)
 	if err != nil {

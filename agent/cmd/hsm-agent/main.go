@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -127,6 +128,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	err := agent.RunService(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
 	if err != nil {
 		logger.Error("hsm-agent stopped", "err", err)
+		if errors.Is(err, agent.ErrCannotStart) {
+			return agent.ExitNoRestart
+		}
 		return 1
 	}
 	return 0
