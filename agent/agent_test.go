@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,28 +9,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 )
 
 // TestMain lets the test binary act as the probe worker, as the real
 // binary does with `hsm-agent probe-worker`.
 func TestMain(m *testing.M) {
-	if os.Getenv("HSM_AGENT_TEST_WORKER") == "1" {
-		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-	}
+	testutil.RunWorkerIfAsked()
 	os.Exit(m.Run())
 }
 
 // testWorker is the worker command for tests: this binary, re-executed.
-func testWorker(t *testing.T) []string {
-	t.Setenv("HSM_AGENT_TEST_WORKER", "1")
-	return []string{os.Args[0]}
-}
+func testWorker(t *testing.T) []string { return testutil.WorkerCommand(t) }
 
 // site is a SoftHSM2 fleet behind the fault module plus a config file.
 type site struct {
@@ -94,60 +87,12 @@ type runningAgent struct {
 	cancel context.CancelFunc
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuffer = testutil.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// startAgent runs the agent in-process on configFile, serving plain HTTP.
 func startAgent(t *testing.T, configFile string) *runningAgent {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
-	addr := make(chan string, 1)
-	go func() {
-		ra.done <- Run(ctx, Options{
-			ConfigFile:    configFile,
-			Logger:        NewLogger(ra.logs, -4),
-			Reload:        ra.reload,
-			WorkerCommand: testWorker(t),
-			Started:       func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		ra.url = "http://" + a
-	case err := <-ra.done:
-		t.Fatalf("agent did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not start listening within 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-ra.done:
-			if err != nil {
-				t.Errorf("agent shutdown: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not shut down within 20s")
-		}
-		if t.Failed() {
-			t.Logf("agent logs:\n%s", ra.logs.String())
-		}
-	})
-	return ra
+	return startAgentWeb(t, configFile, "")
 }
 
 func (ra *runningAgent) get(t *testing.T, path string) (int, string) {

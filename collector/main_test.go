@@ -4,16 +4,14 @@ import (
 	"os"
 	"testing"
 
-	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/internal/testutil"
 )
 
 // workerEnv makes this test binary act as `hsm-agent probe-worker` when the
 // real prober starts it (see e2e_test.go).
-const workerEnv = "HSM_AGENT_TEST_WORKER"
+const workerEnv = testutil.WorkerEnv
 
 func TestMain(m *testing.M) {
-	if os.Getenv(workerEnv) == "1" {
-		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-	}
+	testutil.RunWorkerIfAsked()
 	os.Exit(m.Run())
 }

@@ -2,7 +2,6 @@ package pkcs11test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hsm-agent/hsm-agent/internal/testutil"
 
 	"github.com/miekg/pkcs11"
 )
@@ -146,22 +146,7 @@ type child struct {
 	err    error // from cmd.Wait, valid after exited is closed
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testutil.SyncBuffer
 
 // startChild starts a child that loads lib with the given environment.
 func startChild(t *testing.T, lib string, envs ...map[string]string) *child {

@@ -1,27 +1,24 @@
 package probe
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"maps"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/collector/p11"
+	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 )
 
 // workerEnv makes this test binary act as `hsm-agent probe-worker`.
-const workerEnv = "HSM_AGENT_TEST_WORKER"
+const workerEnv = testutil.WorkerEnv
 
 func TestMain(m *testing.M) {
-	if os.Getenv(workerEnv) == "1" {
-		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-	}
+	testutil.RunWorkerIfAsked()
 	os.Exit(m.Run())
 }
 
@@ -146,22 +143,7 @@ func contains(s []string, v string) bool {
 }
 
 // logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testutil.SyncBuffer }
 
 func (l *logBuffer) count(substr string) int {
 	return strings.Count(l.String(), substr)

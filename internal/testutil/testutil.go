@@ -1,0 +1,52 @@
+// Package testutil holds the small helpers the tests of several packages
+// share: a goroutine-safe log buffer and the re-exec trick that lets a test
+// binary act as `hsm-agent probe-worker`.
+package testutil
+
+import (
+	"bytes"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/hsm-agent/hsm-agent/collector/p11"
+)
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (loggers,
+// child processes) and readers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WorkerEnv, set to "1", makes a test binary act as the probe worker.
+const WorkerEnv = "HSM_AGENT_TEST_WORKER"
+
+// RunWorkerIfAsked is called first in TestMain: when the test binary was
+// started as a probe worker it serves that role and exits.
+func RunWorkerIfAsked() {
+	if os.Getenv(WorkerEnv) == "1" {
+		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+}
+
+// WorkerCommand returns the command that starts this test binary as a
+// probe worker (its children inherit the environment t sets).
+func WorkerCommand(t testing.TB) []string {
+	t.Setenv(WorkerEnv, "1")
+	return []string{os.Args[0]}
+}
