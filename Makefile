@@ -19,7 +19,7 @@ demo: deps build
 	$(BIN) demo --dir .demo
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l agent collector internal packaging pkcs11test rma systemd); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=windows CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go
 	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go

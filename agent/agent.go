@@ -238,8 +238,13 @@ func (a *Agent) reload(ctx context.Context) {
 		return
 	}
 	a.mu.Lock()
+	old := a.cfg
 	a.cfg = cfg
 	a.mu.Unlock()
+	if old.Listen != cfg.Listen || old.StateDir != cfg.StateDir {
+		a.logger.Warn("listen and state_dir take effect at the next restart; the running agent keeps the old ones",
+			"listen", old.Listen, "state_dir", old.StateDir)
+	}
 	a.reloads.set(true, a.now())
 	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "devices", len(cfg.Devices))
 }

@@ -67,7 +67,13 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 </body></html>`))
 
 // bundleHandler builds an on-demand bundle for `hsm-agent bundle SERIAL`.
+// It runs the operator's diagnostics commands, so only local clients (the
+// CLI on this host) may ask, whatever address the scrape port listens on.
 func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
+	if !fromLoopback(r) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "bundles are built on request of local clients only; run `hsm-agent bundle SERIAL` on the agent's host"})
+		return
+	}
 	cfg := a.config()
 	dev, ok := cfg.DeviceBySerial(r.PathValue("serial"))
 	if !ok {
@@ -81,6 +87,16 @@ func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("on-demand bundle built", "device", dev.Name, "path", res.Path)
 	writeJSON(w, http.StatusOK, map[string]any{"path": res.Path, "sha256": res.SHA256, "size": res.Size})
+}
+
+// fromLoopback reports whether the request came from this host.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -66,11 +66,13 @@ type Collector struct {
 	serials map[string]bool // every inventory serial
 	modules map[string]*moduleRunner
 	devices map[string]*deviceState
-	ready   bool
-	closed  bool
-	runCtx  context.Context // set while Run is active
-	loops   sync.WaitGroup  // Run's per-module loops
-	closing sync.WaitGroup  // probers of retired modules being closed
+	// pinSources is the PIN file each self-testing device last used (logged on change).
+	pinSources map[string]string
+	ready      bool
+	closed     bool
+	runCtx     context.Context // set while Run is active
+	loops      sync.WaitGroup  // Run's per-module loops
+	closing    sync.WaitGroup  // probers of retired modules being closed
 }
 
 // moduleRunner is one module: its prober, its poll loop and its last result.
@@ -289,12 +291,33 @@ func (c *Collector) runnersLocked() []*moduleRunner {
 func (c *Collector) requestLocked(module string, fresh bool) probe.Request {
 	req := probe.Request{Fresh: fresh}
 	for _, d := range c.cfg.Devices {
-		if d.Module == module && d.PINFile != "" {
-			pinFile, _ := config.CredentialPath(config.CredentialName(config.CredentialPIN, d.Name), d.PINFile)
+		if d.Module != module {
+			continue
+		}
+		if pinFile, ok := c.selfTestPINLocked(d); ok {
 			req.SelfTests = append(req.SelfTests, probe.SelfTest{Serial: d.Serial, PINFile: pinFile})
 		}
 	}
 	return req
+}
+
+// selfTestPINLocked says where a device's PIN is read from: the systemd
+// credential pin_<device> when the service was given one, else its
+// pin_file. A device with neither gets no logged-in self-test. The source
+// is logged when it changes.
+func (c *Collector) selfTestPINLocked(d config.Device) (string, bool) {
+	path, source := config.CredentialPath(config.CredentialName(config.CredentialPIN, d.Name), d.PINFile)
+	if path == "" {
+		return "", false
+	}
+	if c.pinSources == nil {
+		c.pinSources = map[string]string{}
+	}
+	if c.pinSources[d.Name] != path {
+		c.pinSources[d.Name] = path
+		c.logger.Info("self-test PIN source", "device", d.Name, "source", source, "path", path)
+	}
+	return path, true
 }
 
 // poll runs one probe of one module. It reports false when the result must
@@ -417,7 +440,7 @@ func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
 			Fresh: res.Fresh, Updated: now, SelfTestAt: ds.selfTestAt,
 		}
 		if v.Token != nil {
-			st.Token = v.Token
+			st.Token = withKnownIdentity(v.Token, prev.Token)
 			st.Checks = v.Token.Checks
 		}
 		if st.Token != nil {
@@ -465,7 +488,7 @@ func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
 func (c *Collector) carrySelfTestsLocked(module string, tokens []p11.Token, now time.Time) []p11.Token {
 	bySerial := map[string]*deviceState{}
 	for _, d := range c.cfg.Devices {
-		if d.Module == module && d.PINFile != "" {
+		if _, ok := c.selfTestPINLocked(d); d.Module == module && ok {
 			bySerial[d.Serial] = c.devices[d.Name]
 		}
 	}
@@ -686,4 +709,28 @@ func (c *Collector) Close() error {
 	}
 	c.closing.Wait()
 	return errors.Join(errs...)
+}
+
+// withKnownIdentity returns tok, or, when its C_GetTokenInfo failed (so its
+// model, firmware, label and flags are unknown), the last identity seen for
+// the device with this poll's slot and checks: an unreadable token must not
+// look like a token with empty firmware.
+func withKnownIdentity(tok, prev *p11.Token) *p11.Token {
+	if prev == nil || tokenInfoOK(*tok) {
+		return tok
+	}
+	merged := *prev
+	merged.SlotID = tok.SlotID
+	merged.Checks = tok.Checks
+	return &merged
+}
+
+// tokenInfoOK reports whether the token's C_GetTokenInfo succeeded.
+func tokenInfoOK(tok p11.Token) bool {
+	for _, c := range tok.Checks {
+		if c.Name == p11.CheckTokenInfo {
+			return c.OK
+		}
+	}
+	return tok.Firmware != ""
 }

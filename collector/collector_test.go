@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -572,5 +574,73 @@ func TestCloseCancelsAPollInFlight(t *testing.T) {
 	}
 	if s := c.PollOnce(context.Background(), false); len(s.Devices) != 7 {
 		t.Error("PollOnce after Close does not return the last snapshot")
+	}
+}
+
+// A token whose C_GetTokenInfo fails keeps its last known identity: its
+// firmware must not turn into "" (a false non-compliance, a blank info series).
+func TestUnreadableTokenKeepsItsIdentity(t *testing.T) {
+	t.Parallel()
+	f := newFakeFleet()
+	c, err := New(goldenConfig(), Options{Now: func() time.Time { return fixedNow }, NewProber: f.newProber})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	healthy := goldenResults()["alpha"]
+	f.set("alpha", healthy)
+	f.set("beta", probe.Result{})
+	c.PollOnce(context.Background(), false)
+	before, _ := c.Snapshot().Device("hsm-a")
+
+	broken := healthy
+	broken.Tokens = slices.Clone(healthy.Tokens)
+	for i, tok := range broken.Tokens {
+		if tok.Serial == "a0000001" {
+			broken.Tokens[i] = p11.Token{SlotID: tok.SlotID, Serial: tok.Serial, Checks: []p11.Check{{Name: p11.CheckTokenInfo, Error: "CKR_DEVICE_ERROR"}}}
+		}
+	}
+	f.set("alpha", broken)
+	c.PollOnce(context.Background(), false)
+	a, _ := c.Snapshot().Device("hsm-a")
+	if a.State != StateFailed {
+		t.Fatalf("state %s, want failed", a.State)
+	}
+	if a.Token.Firmware != before.Token.Firmware || a.Token.Model != before.Token.Model || a.FirmwareCompliant != before.FirmwareCompliant {
+		t.Fatalf("identity lost: firmware %q model %q compliant %v, before %q %q %v",
+			a.Token.Firmware, a.Token.Model, a.FirmwareCompliant, before.Token.Firmware, before.Token.Model, before.FirmwareCompliant)
+	}
+	if len(a.Checks) == 0 || a.Checks[0].Name != p11.CheckTokenInfo || a.Checks[0].Error != "CKR_DEVICE_ERROR" {
+		t.Fatalf("checks must be this poll's: %+v", a.Checks)
+	}
+}
+
+// A PIN delivered only as the systemd credential pin_<device> enables the
+// self-test; with a credential and a pin_file, the credential wins.
+func TestSelfTestPINFromCredential(t *testing.T) {
+	creds := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	cred := filepath.Join(creds, "pin_hsm-b")
+	if err := os.WriteFile(cred, []byte("1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeFleet()
+	f.set("alpha", goldenResults()["alpha"])
+	f.set("beta", probe.Result{})
+	c, err := New(goldenConfig(), Options{Now: func() time.Time { return fixedNow }, NewProber: f.newProber})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.mu.Lock()
+	req := c.requestLocked("alpha", false)
+	c.mu.Unlock()
+	got := map[string]string{}
+	for _, st := range req.SelfTests {
+		got[st.Serial] = st.PINFile
+	}
+	// hsm-a has a pin_file and no credential; hsm-b has no pin_file but a credential.
+	if got["a0000001"] != "/etc/hsm-agent/pins/hsm-a" || got["b0000002"] != cred || len(got) != 2 {
+		t.Fatalf("self-tests %v: want hsm-a from its pin_file and hsm-b from the credential %s", got, cred)
 	}
 }

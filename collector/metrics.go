@@ -111,7 +111,9 @@ func collectSnapshot(s *Snapshot, ch chan<- prometheus.Metric) {
 		}
 		if t := d.Token; t != nil {
 			gauge(ch, descInfo, 1, d.Device, d.Serial, t.Label, t.Model, t.Manufacturer, t.Firmware, t.Hardware, d.Module)
-			gauge(ch, descFirmware, boolValue(d.FirmwareCompliant), d.Device)
+			if t.Firmware != "" { // unknown until C_GetTokenInfo once succeeded
+				gauge(ch, descFirmware, boolValue(d.FirmwareCompliant), d.Device)
+			}
 		}
 		if !d.LastSuccess.IsZero() {
 			gauge(ch, descLastSuccess, float64(d.LastSuccess.UnixNano())/1e9, d.Device)

@@ -141,6 +141,8 @@ func DeviceFaults(st collector.DeviceStatus, cfg *config.Config) Observed {
 	// Firmware: below the minimum, else not approved.
 	fw := cfg.Firmware
 	switch {
+	case tok.Firmware == "":
+		// Unknown (C_GetTokenInfo never answered): no firmware verdict.
 	case fw.Minimum != "" && !collector.FirmwareCompliant(tok.Firmware, config.Firmware{Minimum: fw.Minimum}):
 		add(KindFirmware, ClassBelowMinimum, fmt.Sprintf("firmware %s below the approved minimum %s", tok.Firmware, fw.Minimum),
 			fmt.Sprintf("the token reports firmware %q; firmware.minimum is %q", tok.Firmware, fw.Minimum))

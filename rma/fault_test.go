@@ -65,6 +65,10 @@ func TestDeviceFaults(t *testing.T) {
 	slowAndLow := reported(collector.StateDegraded, withCheck(p11.CheckRandom, func(c *p11.Check) { c.Duration = 3 * time.Second }), p11.FlagUserPINCountLow)
 	neverSeen := notReported(collector.StateMissing)
 	neverSeen.Token = nil
+	// C_GetTokenInfo failed on a token never read before: its firmware is
+	// unknown, which is no firmware fault.
+	unreadable := reported(collector.StateFailed, withCheck(p11.CheckTokenInfo, func(c *p11.Check) { c.OK, c.Error = false, "CKR_DEVICE_ERROR" }))
+	unreadable.Token.Firmware = ""
 
 	type want struct {
 		kind           Kind
@@ -104,6 +108,8 @@ func TestDeviceFaults(t *testing.T) {
 			[]want{{KindOperational, ClassPINCountLow, "one try left"}}, true},
 		{"slow and PIN count low: two faults", slowAndLow,
 			[]want{{KindHardware, ClassSlow, "slow: check random took 3s (slow_threshold 2s)"}, {KindOperational, ClassPINCountLow, "retry counter low"}}, true},
+		{"token info unreadable: one hardware fault, no firmware verdict", unreadable,
+			[]want{{KindHardware, ClassFailed, "failed: token_info CKR_DEVICE_ERROR"}}, true},
 		{"firmware below minimum", oldFirmware, []want{{KindFirmware, ClassBelowMinimum, "firmware 2.5 below the approved minimum 2.6"}}, true},
 		{"firmware not approved", unapproved, []want{{KindFirmware, ClassNotApproved, "firmware 2.7 not approved"}}, true},
 	} {

@@ -65,7 +65,10 @@ type Prober struct {
 	// reported no token (an empty, uninitialised slot).
 	silentSlots map[uint]bool
 	// lastHung is set when the previous poll had an unresponsive token.
-	lastHung  bool
+	lastHung bool
+	// hungSlots are the slots that hung in the previous poll: a hang that
+	// goes on is logged once, at warn, then at debug level.
+	hungSlots map[uint]bool
 	selftests map[string]*selftestState
 }
 
@@ -245,7 +248,11 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			if u.Serial == "" {
 				u.Serial = p.slotSerial[u.SlotID]
 			}
-			p.log.Warn("token did not answer before the probe deadline; killed the worker",
+			level := slog.LevelWarn
+			if p.hungSlots[u.SlotID] {
+				level = slog.LevelDebug // still hung: said already
+			}
+			p.log.Log(ctx, level, "token did not answer before the probe deadline; killed the worker",
 				"slot", u.SlotID, "serial", u.Serial, "check", u.Check, "timeout", timeout)
 			res.Unresponsive = append(res.Unresponsive, u)
 			if u.Check == p11.CheckSessionClose {
@@ -459,6 +466,16 @@ func (p *Prober) afterPoll(res *Result, complete bool) {
 		return 0
 	})
 	p.lastHung = len(res.Unresponsive) > 0
+	hung := make(map[uint]bool, len(res.Unresponsive))
+	for _, u := range res.Unresponsive {
+		hung[u.SlotID] = true
+	}
+	for slot := range p.hungSlots {
+		if !hung[slot] {
+			p.log.Info("token answers again after a hang", "slot", slot)
+		}
+	}
+	p.hungSlots = hung
 }
 
 // rememberSilent records which listed slots reported no token.
