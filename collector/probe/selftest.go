@@ -145,7 +145,13 @@ func (p *Prober) finishSelfTests(runs []*selftestRun, res *Result) {
 			}
 		}
 		if !merged {
-			p.log.Debug("self-test result for a token that did not report in this poll", "serial", run.serial, "ok", c.OK, "error", c.Error)
+			// The result cannot be shown on a token that did not report:
+			// run the self-test again next poll rather than a whole
+			// selftest_interval later.
+			if state := p.selftests[run.serial]; state != nil && run.done != nil {
+				state.lastRun = time.Time{}
+			}
+			p.log.Debug("self-test result for a token that did not report in this poll; retrying next poll", "serial", run.serial, "ok", c.OK, "error", c.Error)
 		}
 	}
 }

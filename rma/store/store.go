@@ -220,7 +220,8 @@ func precheck(abs string) error {
 			return notWritable(abs, dir, []string{fmt.Sprintf("cannot create the state directory: %v", err)}, err)
 		}
 	case errors.Is(err, syscall.ENOTDIR):
-		return notWritable(abs, dir, []string{fmt.Sprintf("a component of the path is a file, not a directory: %v", err)}, err)
+		return fmt.Errorf("%w: %s: a component of the path is a file, not a directory (%v); set state_dir to a directory, or move that file aside",
+			ErrNotWritable, abs, err)
 	default:
 		return notWritable(abs, dir, []string{err.Error()}, err)
 	}
