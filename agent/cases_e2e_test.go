@@ -7,9 +7,7 @@ package agent
 // and deduplicates by Idempotency-Key.
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -144,9 +142,14 @@ func (d *fakeDesk) all(desk string) []deskCall {
 // accepted returns the requests of desk that created a ticket: one per
 // event the desk has.
 func (d *fakeDesk) accepted(desk string) []deskCall {
+	return where(d.all(desk), func(c deskCall) bool { return c.Status == http.StatusOK && !c.Dup })
+}
+
+// where keeps the calls for which keep holds.
+func where(calls []deskCall, keep func(deskCall) bool) []deskCall {
 	var out []deskCall
-	for _, c := range d.all(desk) {
-		if c.Status == http.StatusOK && !c.Dup {
+	for _, c := range calls {
+		if keep(c) {
 			out = append(out, c)
 		}
 	}
@@ -155,24 +158,12 @@ func (d *fakeDesk) accepted(desk string) []deskCall {
 
 // forCase filters calls by case ID.
 func forCase(calls []deskCall, caseID string) []deskCall {
-	var out []deskCall
-	for _, c := range calls {
-		if c.Event.Case.ID == caseID {
-			out = append(out, c)
-		}
-	}
-	return out
+	return where(calls, func(c deskCall) bool { return c.Event.Case.ID == caseID })
 }
 
 // bySerial filters calls by the case's serial.
 func bySerial(calls []deskCall, serial string) []deskCall {
-	var out []deskCall
-	for _, c := range calls {
-		if c.Event.Case.Serial == serial {
-			out = append(out, c)
-		}
-	}
-	return out
+	return where(calls, func(c deskCall) bool { return c.Event.Case.Serial == serial })
 }
 
 func describeCalls(calls []deskCall) string {
@@ -664,29 +655,7 @@ func onDemandBundle(tb testing.TB, ra *runningAgent, serial string) map[string][
 }
 
 // untar returns the files of a tar.gz by name.
-func untar(tb testing.TB, tgz []byte) map[string][]byte {
-	tb.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(tgz))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		files[h.Name] = b
-	}
-}
+func untar(tb testing.TB, tgz []byte) map[string][]byte { return testutil.Untar(tb, tgz) }
 
 // TestCaseHungDeviceWhileMetricsStayFast hangs a token in every call: the
 // agent opens an unresponsive case while /metrics keeps answering.

@@ -14,16 +14,6 @@ func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// killGroup kills the worker's whole process group.
-func killGroup(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		cmd.Process.Kill()
-	}
-}
-
 // outputPipe returns a pipe for a worker's stdout. The read end is a
 // blocking file outside Go's network poller, so that a worker's writes do
 // not wake this process while the reader pauses between batches; the pipe

@@ -4,7 +4,10 @@
 package testutil
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -49,4 +52,29 @@ func RunWorkerIfAsked() {
 func WorkerCommand(t testing.TB) []string {
 	t.Setenv(WorkerEnv, "1")
 	return []string{os.Args[0]}
+}
+
+// Untar returns every file of a tar.gz (a diagnostics bundle) by name.
+func Untar(tb testing.TB, tgz []byte) map[string][]byte {
+	tb.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(tgz))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files[h.Name] = b
+	}
 }
