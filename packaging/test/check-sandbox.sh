@@ -70,7 +70,15 @@ devices:
     pin_file: $TMP/pin
 EOF
 
-strace -f -qq -o "$TMP/trace" "$BIN" run --config "$TMP/config.yml" >"$TMP/agent.log" 2>&1 &
+# Run it as the service would: an unprivileged user (root takes paths, such
+# as SQLite's fchown of its -wal file, that the service never does) and
+# systemd's default PATH rather than this shell's.
+chmod 0755 "$TMP"
+install -m 0755 "$BIN" "$TMP/hsm-agent"
+chmod 0644 "$TMP/config.yml" "$TMP/softhsm2.conf"
+chown -R nobody: "$TMP/tokens" "$TMP/state" "$TMP/pin"
+env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	strace -u nobody -f -qq -o "$TMP/trace" "$TMP/hsm-agent" run --config "$TMP/config.yml" >"$TMP/agent.log" 2>&1 &
 STRACE_PID=$!
 
 metrics=""
