@@ -5,15 +5,20 @@ GO      ?= go
 LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
 BIN     := bin/hsm-agent
 
-.PHONY: all build deps demo test gotest lint bench bench-probe bench-cases package test-packaging clean
+.PHONY: all build faultmod deps demo test gotest lint bench bench-probe bench-cases package test-packaging clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-build:
+build: faultmod
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/hsm-agent
+
+# The fault-injecting PKCS#11 module over SoftHSM2 (tests and the demo build it too).
+faultmod:
+	@mkdir -p bin
+	$(MAKE) -C pkcs11test/faultmod OUT=$(CURDIR)/bin/libhsmfault.so
 
 demo: deps build
 	$(BIN) demo --dir .demo

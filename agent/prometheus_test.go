@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/packaging/promcheck"
+	"github.com/hsm-agent/hsm-agent/pkcs11test"
 )
 
 // promQueryResult is the part of Prometheus' /api/v1/query answer the test reads.
@@ -114,7 +115,7 @@ func promQuery(t *testing.T, base, query string) promQueryResult {
 // TestPrometheusScrapesAgent runs a real Prometheus scraping an in-process
 // agent every second and reads hsm_up back through Prometheus' query API.
 func TestPrometheusScrapesAgent(t *testing.T) {
-	s := newSite(t, 3, "")
+	s := newSite(t, 3, "recheck_interval: 100ms")
 	ra := startAgent(t, s.config)
 	target := strings.TrimPrefix(ra.url, "http://")
 	t0 := time.Now()
@@ -165,6 +166,16 @@ scrape_configs:
 	if up := promQuery(t, base, `up{job="hsm-agent"}`); len(up.Data.Result) != 1 || up.Data.Result[0].Value[1] != "1" {
 		t.Errorf("up{job=\"hsm-agent\"} = %+v, want one series of 1", up.Data.Result)
 	}
+
+	// A confirmed fault opens a case and its events reach the spool desk,
+	// so the case, outbox and desk metrics have samples too.
+	if err := s.faults.Set(s.fleet.Tokens[0].Serial, pkcs11test.FaultMissing, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "a case delivered to the spool desk", func() bool {
+		return strings.Contains(ra.metrics(t), `hsm_desk_deliveries_total{desk="ops",result="success"}`)
+	})
+	time.Sleep(2 * time.Second) // two more scrapes, so Prometheus stored them
 
 	// Every allow-listed metric name (what the shipped rules and dashboard
 	// may use) has a sample on the live page, and Prometheus ingested it.
