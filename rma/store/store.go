@@ -409,10 +409,25 @@ func (s *Store) check(ctx context.Context, latest int) error {
 }
 
 // enableWAL switches the database to WAL mode (persistent in the file).
+// SQLite does not call the busy handler for this switch, so a second
+// process opening a brand-new file at the same moment gets SQLITE_BUSY at
+// once: retry it within BusyTimeout.
 func (s *Store) enableWAL(ctx context.Context) error {
 	var mode string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-		return s.fail("enable WAL", err)
+	deadline := time.Now().Add(BusyTimeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			return s.fail("enable WAL", err)
+		}
+		select {
+		case <-ctx.Done():
+			return s.fail("enable WAL", err)
+		case <-time.After(wait):
+		}
 	}
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("state DB %s: cannot enable WAL mode (journal mode stays %q); the file system must support shared memory (not NFS)", s.path, mode)
@@ -543,4 +558,14 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// isBusy reports whether err is SQLITE_BUSY (or SQLITE_LOCKED).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
