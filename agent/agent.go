@@ -154,16 +154,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	}
 	stops = append(stops, func(context.Context) error { return a.coll.Close() })
 
-	engineCtx, stopEngine := context.WithCancel(ctx)
-	engineDone := make(chan error, 1)
-	go func() { engineDone <- a.engine.Run(engineCtx) }()
-	stops = append(stops, func(context.Context) error {
-		stopEngine()
-		if err := <-engineDone; err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
-	})
+	stops = append(stops, background(ctx, a.engine.Run))
 
 	a.reg.MustRegister(a.coll, a.engine, buildInfo(), a.reloads.success, a.reloads.timestamp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -187,16 +178,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 		a.opts.Started(ln.Addr().String())
 	}
 
-	pollCtx, stopPolling := context.WithCancel(ctx)
-	pollDone := make(chan error, 1)
-	go func() { pollDone <- a.coll.Run(pollCtx) }()
-	stops = append(stops, func(context.Context) error {
-		stopPolling()
-		if err := <-pollDone; err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
-	})
+	stops = append(stops, background(ctx, a.coll.Run))
 	stopWatchdog := a.notify.startWatchdog(a.logger, a.watchdogHealthy)
 	stops = append(stops, func(context.Context) error { stopWatchdog(); return nil })
 
@@ -288,4 +270,20 @@ func (a *Agent) watchdogHealthy(lastAlive time.Time) bool {
 	cfg := a.config()
 	limit := 3*cfg.PollInterval + 2*cfg.ProbeTimeout
 	return time.Since(lastAlive) < limit
+}
+
+// background runs fn in a goroutine until the returned stop function
+// cancels it; stop waits for fn and returns its error (context.Canceled
+// is the expected end, not an error).
+func background(ctx context.Context, fn func(context.Context) error) func(context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	return func(context.Context) error {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
 }

@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,59 +20,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testWorker is the worker command for tests: this binary, re-executed.
-func testWorker(t *testing.T) []string { return testutil.WorkerCommand(t) }
-
-// site is a SoftHSM2 fleet behind the fault module plus a config file.
-type site struct {
-	fleet  *pkcs11test.Fleet
-	faults *pkcs11test.Faults
-	config string
-	dir    string
-}
+// testWorker is the worker command for tests: this binary, re-executed. The
+// sites' module env (testutil.WorkerEnv, see e2eSite.write) makes it serve
+// as the probe worker, so tests need not touch the process environment.
+func testWorker() []string { return []string{os.Args[0]} }
 
 // newSite creates n tokens named hsm-0..hsm-(n-1), all production in pool
-// "payments" (min_healthy 1), and writes a config with the given extra
-// top-level settings (e.g. "probe_timeout: 1s").
-func newSite(t *testing.T, n int, extra string) *site {
+// "payments" (min_healthy 1) with a spool desk, and writes a config with
+// the given extra top-level settings (e.g. "probe_timeout: 1s").
+func newSite(t *testing.T, n int, extra string) *e2eSite {
 	t.Helper()
-	dir := t.TempDir()
-	fleet := pkcs11test.NewFleet(t, n)
-	faults, err := pkcs11test.NewFaults(filepath.Join(dir, "faults"))
-	if err != nil {
-		t.Fatal(err)
+	s := newE2ESite(t, n)
+	var devices strings.Builder
+	for i := range n {
+		devices.WriteString(s.device(i, fmt.Sprintf("hsm-%d", i),
+			fmt.Sprintf("environment: production, pool: payments, contract: {id: C-%d, tier: premium, expires: 2030-01-31, region: emea}", i)))
 	}
-	s := &site{fleet: fleet, faults: faults, dir: dir, config: filepath.Join(dir, "config.yml")}
-	s.writeConfig(t, pkcs11test.FaultModule(t), extra)
+	s.write(t, siteConfig{
+		Settings: extra,
+		Pools:    "  - {name: payments, min_healthy: 1}\n",
+		Devices:  devices.String(),
+		Desks:    fmt.Sprintf("  - {name: ops, type: spool, role: internal, dir: %q}\n", filepath.Join(s.dir, "spool")),
+	}, []string{"listen: 127.0.0.1:0", "poll_interval: 300ms", "probe_timeout: 2s"})
 	return s
-}
-
-func (s *site) writeConfig(t *testing.T, library, extra string) {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "state_dir: %q\nlisten: 127.0.0.1:0\n%s\n", filepath.Join(s.dir, "state"), extra)
-	for _, def := range []string{"poll_interval: 300ms", "probe_timeout: 2s"} {
-		if !strings.Contains(extra, strings.SplitN(def, ":", 2)[0]+":") {
-			fmt.Fprintln(&b, def)
-		}
-	}
-	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", library)
-	env := s.fleet.Env()
-	for k, v := range s.faults.Env() {
-		env[k] = v
-	}
-	for k, v := range env {
-		fmt.Fprintf(&b, "      %s: %q\n", k, v)
-	}
-	fmt.Fprintf(&b, "pools:\n  - {name: payments, min_healthy: 1}\ndevices:\n")
-	for i, tok := range s.fleet.Tokens {
-		fmt.Fprintf(&b, "  - name: hsm-%d\n    serial: %q\n    module: soft\n    environment: production\n    pool: payments\n", i, tok.Serial)
-		fmt.Fprintf(&b, "    contract: {id: C-%d, tier: premium, expires: 2030-01-31, region: emea}\n", i)
-	}
-	fmt.Fprintf(&b, "desks:\n  - {name: ops, type: spool, role: internal, dir: %q}\n", filepath.Join(s.dir, "spool"))
-	if err := os.WriteFile(s.config, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // runningAgent is an agent started in-process on 127.0.0.1:0.
@@ -84,7 +51,6 @@ type runningAgent struct {
 	reload chan struct{}
 	logs   *syncBuffer
 	done   chan error
-	cancel context.CancelFunc
 }
 
 type syncBuffer = testutil.SyncBuffer
@@ -97,28 +63,11 @@ func startAgent(t *testing.T, configFile string) *runningAgent {
 
 func (ra *runningAgent) get(t *testing.T, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(ra.url + path)
+	code, body, err := httpGet(ra.url + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	return resp.StatusCode, string(body)
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return code, body
 }
 
 func (ra *runningAgent) metrics(t *testing.T) string {
@@ -136,7 +85,7 @@ func TestRunServesHealthMetricsAndStatus(t *testing.T) {
 	if code, _ := ra.get(t, "/-/healthy"); code != 200 {
 		t.Fatalf("/-/healthy: %d", code)
 	}
-	waitFor(t, 15*time.Second, "ready", func() bool { code, _ := ra.get(t, "/-/ready"); return code == 200 })
+	waitUntil(t, 15*time.Second, "ready", func() bool { code, _ := ra.get(t, "/-/ready"); return code == 200 })
 	body := ra.metrics(t)
 	for i, tok := range s.fleet.Tokens {
 		want := fmt.Sprintf(`hsm_up{device="hsm-%d",serial=%q} 1`, i, tok.Serial)
@@ -172,14 +121,14 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := startAgent(t, s.config)
-	waitFor(t, 15*time.Second, "first poll", func() bool { return strings.Contains(ra.metrics(t), `hsm_up{device="hsm-1"`) })
+	waitUntil(t, 15*time.Second, "first poll", func() bool { return strings.Contains(ra.metrics(t), `hsm_up{device="hsm-1"`) })
 
 	// A broken file: the agent keeps polling with the old configuration.
 	if err := os.WriteFile(s.config, append(good, []byte("bogus_field: 1\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ra.reload <- struct{}{}
-	waitFor(t, 10*time.Second, "reload failure metric", func() bool {
+	waitUntil(t, 10*time.Second, "reload failure metric", func() bool {
 		return strings.Contains(ra.metrics(t), "hsm_agent_config_last_reload_successful 0")
 	})
 	if !strings.Contains(ra.logs.String(), "bogus_field") {
@@ -191,14 +140,14 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 
 	// A good file that drops hsm-1: applied.
 	trimmed := string(good)
-	cut := strings.Index(trimmed, "  - name: hsm-1")
+	cut := strings.Index(trimmed, "  - {name: hsm-1,")
 	end := strings.Index(trimmed, "desks:")
 	trimmed = trimmed[:cut] + trimmed[end:]
 	if err := os.WriteFile(s.config, []byte(trimmed), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ra.reload <- struct{}{}
-	waitFor(t, 10*time.Second, "reload success", func() bool {
+	waitUntil(t, 10*time.Second, "reload success", func() bool {
 		m := ra.metrics(t)
 		return strings.Contains(m, "hsm_agent_config_last_reload_successful 1") && !strings.Contains(m, `device="hsm-1"`)
 	})
@@ -207,7 +156,7 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 func TestHungTokenIsUnresponsiveWhileMetricsStayFast(t *testing.T) {
 	s := newSite(t, 3, "")
 	ra := startAgent(t, s.config)
-	waitFor(t, 15*time.Second, "healthy fleet", func() bool {
+	waitUntil(t, 15*time.Second, "healthy fleet", func() bool {
 		return strings.Contains(ra.metrics(t), `hsm_device_state{device="hsm-1",state="healthy"} 1`)
 	})
 	if err := s.faults.Set(s.fleet.Tokens[1].Serial, pkcs11test.FaultHang, ""); err != nil {
@@ -216,7 +165,7 @@ func TestHungTokenIsUnresponsiveWhileMetricsStayFast(t *testing.T) {
 	t.Cleanup(func() { _ = s.faults.ClearAll() })
 	start := time.Now()
 	var slowest time.Duration
-	waitFor(t, 2*time.Second+time.Second+300*time.Millisecond+2*time.Second, "hsm-1 unresponsive", func() bool {
+	waitUntil(t, 2*time.Second+time.Second+300*time.Millisecond+2*time.Second, "hsm-1 unresponsive", func() bool {
 		t0 := time.Now()
 		m := ra.metrics(t)
 		if d := time.Since(t0); d > slowest {

@@ -236,9 +236,7 @@ func (s *e2eSite) write(tb testing.TB, sc siteConfig, timings []string) {
 	}
 	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11test.FaultModule(tb))
 	env := s.fleet.Env()
-	for k, v := range s.faults.Env() {
-		env[k] = v
-	}
+	maps.Copy(env, s.faults.Env())
 	env[testutil.WorkerEnv] = "1" // the worker is this test binary (TestMain)
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(&b, "      %s: %q\n", k, env[k])
@@ -258,43 +256,13 @@ func (s *e2eSite) write(tb testing.TB, sc siteConfig, timings []string) {
 	}
 }
 
-// startE2E runs the agent in-process on s.config. Unlike startAgent it
-// does not touch the process environment (the module env tells the worker
-// to be one), so tests using it can run in parallel.
+// startE2E runs the agent in-process on s.config and returns after its
+// first poll; a failing test also logs what the desk received.
 func startE2E(tb testing.TB, s *e2eSite) *runningAgent {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
-	addr := make(chan string, 1)
-	go func() {
-		ra.done <- Run(ctx, Options{
-			ConfigFile:    s.config,
-			Logger:        NewLogger(ra.logs, -4),
-			Reload:        ra.reload,
-			WorkerCommand: []string{os.Args[0]},
-			Started:       func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		ra.url = "http://" + a
-	case err := <-ra.done:
-		tb.Fatalf("agent did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		tb.Fatal("agent did not start listening within 20s")
-	}
+	ra := startAgentWeb(tb, s.config, "")
 	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-ra.done:
-			if err != nil {
-				tb.Errorf("agent shutdown: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			tb.Error("agent did not shut down within 20s")
-		}
 		if tb.Failed() {
-			tb.Logf("agent logs:\n%s", ra.logs.String())
 			tb.Logf("desk calls:%s", describeCalls(s.desk.all("")))
 		}
 	})
@@ -378,6 +346,32 @@ func cli(fn func(context.Context, []string, io.Writer, io.Writer) int, args ...s
 	var out, errOut bytes.Buffer
 	code := fn(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// caseDetail runs `cases show ID --json` on the site's store.
+func (s *e2eSite) caseDetail(tb testing.TB, id string) CaseDetail {
+	tb.Helper()
+	code, out, errOut := cli(Cases, "show", id, "--json", "--config", s.config)
+	if code != 0 {
+		tb.Fatalf("cases show %s --json: exit %d %s", id, code, errOut)
+	}
+	var d CaseDetail
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		tb.Fatalf("cases show %s --json: %v\n%s", id, err, out)
+	}
+	return d
+}
+
+// devPremium is a development device on a premium contract: its hardware
+// faults are severity 2 with advance replacement, and page no one.
+const devPremium = "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"
+
+// newDevSite is a site of one devPremium device, hsm-0, on the default desks.
+func newDevSite(tb testing.TB) *e2eSite {
+	tb.Helper()
+	s := newE2ESite(tb, 1)
+	s.write(tb, siteConfig{Devices: s.device(0, "hsm-0", devPremium)}, testTimings)
+	return s
 }
 
 func setFault(tb testing.TB, s *e2eSite, i int, f pkcs11test.Fault, value string) {
@@ -540,6 +534,10 @@ func TestCaseSeverityMatrix(t *testing.T) {
 		if ev.Case.Severity > 3 || ev.Case.Severity < 1 {
 			t.Errorf("want severity <= 3 for an uncommissioned device alone in its pool, got %d", ev.Case.Severity)
 		}
+		// Alone in its pool it would be severity 1: the cap makes it exactly 3.
+		if ev.Case.Severity != 3 || !strings.Contains(ev.Case.Impact, "commissioned") {
+			t.Errorf("want severity 3 with the cap named in the impact, got %d (impact %q)", ev.Case.Severity, ev.Case.Impact)
+		}
 		opened(t, internal, s.serial(5), rma.KindHardware, rma.ClassMissing)
 		noPage(t, s.serial(5))
 	})
@@ -661,10 +659,7 @@ func untar(tb testing.TB, tgz []byte) map[string][]byte { return testutil.Untar(
 // agent opens an unresponsive case while /metrics keeps answering.
 func TestCaseHungDeviceWhileMetricsStayFast(t *testing.T) {
 	t.Parallel()
-	s := newE2ESite(t, 1)
-	s.write(t, siteConfig{
-		Devices: s.device(0, "hsm-0", "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"),
-	}, testTimings)
+	s := newDevSite(t)
 	ra := startE2E(t, s)
 	t.Cleanup(func() { _ = s.faults.ClearAll() }) // before the agent stops: release hung calls
 	ra.waitHealthy(t, "hsm-0")
@@ -707,10 +702,7 @@ func TestCaseHungDeviceWhileMetricsStayFast(t *testing.T) {
 // per desk, the same Idempotency-Key on every attempt, the wait honoured.
 func TestCaseDeliveryRetries(t *testing.T) {
 	t.Parallel()
-	s := newE2ESite(t, 1)
-	s.write(t, siteConfig{
-		Devices: s.device(0, "hsm-0", "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"),
-	}, testTimings)
+	s := newDevSite(t)
 	s.desk.setRespond(func(desk, _ string, attempt int) (int, http.Header) {
 		switch {
 		case desk == "vendor" && attempt < 3:
@@ -755,14 +747,7 @@ func TestCaseDeliveryRetries(t *testing.T) {
 		t.Errorf("Retry-After: 2 not honoured: the resend came %v after the 429", gap)
 	}
 	// The store knows the vendor's ticket.
-	code, out, errOut := cli(Cases, "show", id, "--json", "--config", s.config)
-	if code != 0 {
-		t.Fatalf("cases show: %d %s", code, errOut)
-	}
-	var d CaseDetail
-	if err := json.Unmarshal([]byte(out), &d); err != nil {
-		t.Fatal(err)
-	}
+	d := s.caseDetail(t, id)
 	if d.DeskRefs["vendor"] != s.desk.accepted("vendor")[0].Ticket {
 		t.Errorf("case desk_refs %v, want vendor %s", d.DeskRefs, s.desk.accepted("vendor")[0].Ticket)
 	}
@@ -778,10 +763,7 @@ func TestCaseDeliveryRetries(t *testing.T) {
 // and in order.
 func TestCaseDeskOutage(t *testing.T) {
 	t.Parallel()
-	s := newE2ESite(t, 1)
-	s.write(t, siteConfig{
-		Devices: s.device(0, "hsm-0", "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"),
-	}, testTimings)
+	s := newDevSite(t)
 	var mu sync.Mutex
 	down := true
 	s.desk.setRespond(func(string, string, int) (int, http.Header) {
@@ -804,20 +786,14 @@ func TestCaseDeskOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, e2eWait, "case.cleared committed", func() bool {
-		_, out, _ := cli(Cases, "show", id, "--json", "--config", s.config)
-		return strings.Contains(out, `"case.cleared"`)
+		return slices.ContainsFunc(s.caseDetail(t, id).Events, func(e rma.Event) bool { return e.Type == rma.EventCleared })
 	})
 	// Stay down until the outbox itself has given up an attempt on each
 	// desk (go-retryablehttp's quick retries exhausted, the failure recorded
 	// and a later attempt scheduled): the events wait in the store.
 	waitUntil(t, e2eWait, "a failed attempt recorded for both desks", func() bool {
-		_, out, _ := cli(Cases, "show", id, "--json", "--config", s.config)
-		var d CaseDetail
-		if json.Unmarshal([]byte(out), &d) != nil {
-			return false
-		}
 		failed := map[string]bool{}
-		for _, dl := range d.Deliveries {
+		for _, dl := range s.caseDetail(t, id).Deliveries {
 			if dl.Seq == 1 && dl.State == rma.DeliveryPending && dl.Attempts >= 1 && dl.LastError != "" {
 				failed[dl.Desk] = true
 			}
@@ -989,10 +965,7 @@ func TestCaseBundleHasNoSecrets(t *testing.T) {
 // list, show, close (delivered to the desks as case.closed) and desk test.
 func TestCaseCLI(t *testing.T) {
 	t.Parallel()
-	s := newE2ESite(t, 1)
-	s.write(t, siteConfig{
-		Devices: s.device(0, "hsm-0", "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"),
-	}, testTimings)
+	s := newDevSite(t)
 	ra := startE2E(t, s)
 	ra.waitHealthy(t, "hsm-0")
 	setFault(t, s, 0, pkcs11test.FaultMissing, "")

@@ -21,7 +21,7 @@ func runCheck(t *testing.T, configFile string, asJSON bool) (int, string, string
 		return Check(context.Background(), configFile, asJSON, &bytes.Buffer{}, &bytes.Buffer{}), "", err.Error()
 	}
 	var out, errOut bytes.Buffer
-	code := checkConfig(context.Background(), cfg, testWorker(t), asJSON, &out, &errOut)
+	code := checkConfig(context.Background(), cfg, testWorker(), asJSON, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

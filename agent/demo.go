@@ -2,13 +2,14 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
@@ -119,18 +120,13 @@ func demoSetup(dir, listen string) (string, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return "", err
 	}
-	env := map[string]string{}
-	for k, v := range fleet.Env() {
-		env[k] = v
-	}
-	for k, v := range faults.Env() {
-		env[k] = v
-	}
+	env := fleet.Env()
+	maps.Copy(env, faults.Env())
 	var b strings.Builder
 	fmt.Fprintf(&b, "# hsm-agent demo configuration, written by `hsm-agent demo`.\n")
 	fmt.Fprintf(&b, "state_dir: %q\nlisten: %q\npoll_interval: 5s\nrecheck_interval: 2s\nprobe_timeout: 5s\nconfirm_polls: 3\n", filepath.Join(dir, "state"), listen)
 	fmt.Fprintf(&b, "modules:\n  - name: softhsm\n    library: %q\n    env:\n", module)
-	for _, k := range []string{"SOFTHSM2_CONF", pkcs11test.EnvControlDir, pkcs11test.EnvLibrary} {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(&b, "      %s: %q\n", k, env[k])
 	}
 	fmt.Fprintf(&b, "pools:\n  - name: payments\n    min_healthy: 1\n")
@@ -242,20 +238,11 @@ func demoClear(dir, device string, stdout io.Writer) error {
 	if device == "" {
 		err = faults.ClearAll()
 	} else {
-		err = errors.Join(clearToken(faults, serial)...)
+		err = faults.ClearToken(serial)
 	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "faults cleared")
 	return nil
-}
-
-func clearToken(f *pkcs11test.Faults, serial string) []error {
-	var errs []error
-	for _, k := range []pkcs11test.Fault{pkcs11test.FaultMissing, pkcs11test.FaultDeviceError, pkcs11test.FaultHang,
-		pkcs11test.FaultSlow, pkcs11test.FaultFirmware, pkcs11test.FaultSerial, pkcs11test.FaultFlags, pkcs11test.FaultCrash} {
-		errs = append(errs, f.Clear(serial, k))
-	}
-	return errs
 }

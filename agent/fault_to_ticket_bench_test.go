@@ -27,7 +27,7 @@ func BenchmarkFaultToTicket(b *testing.B) {
 	s := newE2ESite(b, b.N)
 	var devices strings.Builder
 	for i := range b.N {
-		devices.WriteString(s.device(i, fmt.Sprintf("hsm-%d", i), "environment: development, contract: {id: C-1, tier: premium, expires: 2030-01-31, region: emea}"))
+		devices.WriteString(s.device(i, fmt.Sprintf("hsm-%d", i), devPremium))
 	}
 	// Only the listen address is set: every timing is the product default.
 	s.write(b, siteConfig{Devices: devices.String()}, []string{"listen: 127.0.0.1:0"})

@@ -133,7 +133,7 @@ scrape_configs:
 	// Wait until Prometheus holds hsm_up for every device: the agent has
 	// polled and Prometheus has scraped it since.
 	var r promQueryResult
-	waitFor(t, 10*time.Second, "hsm_up for every device in Prometheus", func() bool {
+	waitUntil(t, 10*time.Second, "hsm_up for every device in Prometheus", func() bool {
 		r = promQuery(t, base, `hsm_up{job="hsm-agent"}`)
 		return len(r.Data.Result) == len(s.fleet.Tokens)
 	})
@@ -172,7 +172,7 @@ scrape_configs:
 	if err := s.faults.Set(s.fleet.Tokens[0].Serial, pkcs11test.FaultMissing, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "a case delivered to the spool desk", func() bool {
+	waitUntil(t, 15*time.Second, "a case delivered to the spool desk", func() bool {
 		return strings.Contains(ra.metrics(t), `hsm_desk_deliveries_total{desk="ops",result="success"}`)
 	})
 	time.Sleep(2 * time.Second) // two more scrapes, so Prometheus stored them

@@ -25,10 +25,10 @@ import (
 
 // startAgentWeb is startAgent with an exporter-toolkit web configuration
 // (empty: plain HTTP). The URL is https:// when webConfigFile is set.
-func startAgentWeb(t *testing.T, configFile, webConfigFile string) *runningAgent {
+func startAgentWeb(t testing.TB, configFile, webConfigFile string) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		ra.done <- Run(ctx, Options{
@@ -36,7 +36,7 @@ func startAgentWeb(t *testing.T, configFile, webConfigFile string) *runningAgent
 			WebConfigFile: webConfigFile,
 			Logger:        NewLogger(ra.logs, -4),
 			Reload:        ra.reload,
-			WorkerCommand: testWorker(t),
+			WorkerCommand: testWorker(),
 			Started:       func(a string) { addr <- a },
 		})
 	}()
@@ -213,7 +213,7 @@ basic_auth_users:
 	good := httpsClient(pki.ca, &pki.client)
 
 	// The right certificate and password: the metrics, once polled.
-	waitFor(t, 15*time.Second, "hsm_up over TLS", func() bool {
+	waitUntil(t, 15*time.Second, "hsm_up over TLS", func() bool {
 		code, body, err := fetch(good, ra.url+"/metrics", user, password)
 		if err != nil {
 			t.Fatalf("GET /metrics with client certificate and password: %v", err)

@@ -110,7 +110,7 @@ func classifyToken(tok p11.Token, pol Policy) Verdict {
 			reason += " (result standing, not retried: " + c.NotRun + ")"
 		}
 		kind := KindHardware
-		if operationalError(c.Error) {
+		if p11.IsOperationalError(c.Error) {
 			kind = KindOperational
 		}
 		fs = append(fs, finding{StateFailed, kind, reason})
@@ -171,14 +171,6 @@ func failedCheck(t p11.Token, name string) string {
 		}
 	}
 	return ""
-}
-
-// operationalError reports whether a check error is the operator's to fix
-// (PIN and user problems, an unreadable PIN file) rather than the hardware's.
-func operationalError(e string) bool {
-	u := strings.ToUpper(e)
-	return strings.HasPrefix(u, "CKR_PIN_") || strings.HasPrefix(u, "CKR_USER_") ||
-		strings.Contains(u, "PIN FILE") || strings.Contains(u, "PIN REFUSED")
 }
 
 func roundDuration(d time.Duration) time.Duration {

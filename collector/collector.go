@@ -320,9 +320,10 @@ func (c *Collector) selfTestPINLocked(d config.Device) (string, bool) {
 	return path, true
 }
 
-// poll runs one probe of one module. It reports false when the result must
-// be discarded: the prober was closed or ctx ended (shutdown, not a fault).
-func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (probe.Result, bool) {
+// poll runs one probe of one module and returns the request with the
+// result. It reports false when the result must be discarded: the prober
+// was closed or ctx ended (shutdown, not a fault).
+func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (probe.Request, probe.Result, bool) {
 	c.mu.Lock()
 	req := c.requestLocked(r.name, fresh)
 	c.mu.Unlock()
@@ -330,16 +331,16 @@ func (c *Collector) poll(ctx context.Context, r *moduleRunner, fresh bool) (prob
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
 	if r.closing.Load() || ctx.Err() != nil {
-		return probe.Result{}, false
+		return req, probe.Result{}, false
 	}
 	res := r.prober.Poll(ctx, req)
 	if ctx.Err() != nil || r.closing.Load() {
-		return probe.Result{}, false // cut short by shutdown: not a module fault
+		return req, probe.Result{}, false // cut short by shutdown: not a module fault
 	}
 	if res.Module == "" {
 		res.Module = r.name
 	}
-	return res, true
+	return req, res, true
 }
 
 // PollOnce polls every module once, concurrently, and returns the snapshot
@@ -357,14 +358,14 @@ func (c *Collector) PollOnce(ctx context.Context, fresh bool) Snapshot {
 	var wg sync.WaitGroup
 	for _, r := range runners {
 		wg.Go(func() {
-			res, ok := c.poll(ctx, r, fresh)
+			req, res, ok := c.poll(ctx, r, fresh)
 			if !ok {
 				return
 			}
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if !r.retired {
-				c.applyLocked(r, res)
+				c.applyLocked(r, req, res)
 			}
 		})
 	}
@@ -378,14 +379,14 @@ func (c *Collector) PollOnce(ctx context.Context, fresh bool) Snapshot {
 
 // pollModule polls one module for Run and publishes its result.
 func (c *Collector) pollModule(ctx context.Context, r *moduleRunner, fresh bool) {
-	res, ok := c.poll(ctx, r, fresh)
+	req, res, ok := c.poll(ctx, r, fresh)
 	if !ok {
 		return
 	}
 	c.mu.Lock()
 	retired := r.retired
 	if !retired {
-		c.applyLocked(r, res)
+		c.applyLocked(r, req, res)
 	}
 	c.mu.Unlock()
 	if !retired {
@@ -406,8 +407,9 @@ func (c *Collector) publish(polled []string) Snapshot {
 	return *s
 }
 
-// applyLocked classifies the devices of one module from its poll result.
-func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
+// applyLocked classifies the devices of one module from its poll result
+// (req is the request that result answers).
+func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Result) {
 	now := c.now()
 	pol := Policy{SlowThreshold: c.cfg.SlowThreshold, ProbeTimeout: c.cfg.ProbeTimeout}
 	r.status = ModuleStatus{
@@ -424,7 +426,7 @@ func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
 		r.logger.Debug("module poll failed", "err", res.ModuleError)
 	}
 
-	res.Tokens = c.carrySelfTestsLocked(r.name, res.Tokens, now)
+	res.Tokens = c.carrySelfTestsLocked(r.name, req.SelfTests, res.Tokens, now)
 	for _, d := range c.cfg.Devices {
 		if d.Module != r.name {
 			continue
@@ -481,14 +483,22 @@ func (c *Collector) applyLocked(r *moduleRunner, res probe.Result) {
 }
 
 // carrySelfTestsLocked keeps each device's last login_sign result standing
-// between self-tests: a token of a device with a pin_file that reported
-// without a login_sign check gets the last one that ran. A check that ran
-// replaces the stored one; one not attempted (NotRun) clears it, since the
-// old result no longer describes the token. The returned tokens are copies.
-func (c *Collector) carrySelfTestsLocked(module string, tokens []p11.Token, now time.Time) []p11.Token {
+// between self-tests: a token of a device the poll asked a self-test for
+// (it has a PIN) that reported without a login_sign check gets the last
+// one that ran. A check that ran replaces the stored one; one not attempted
+// (NotRun) clears it, since the old result no longer describes the token.
+// The returned tokens are copies.
+func (c *Collector) carrySelfTestsLocked(module string, selfTests []probe.SelfTest, tokens []p11.Token, now time.Time) []p11.Token {
+	if len(selfTests) == 0 {
+		return tokens
+	}
+	asked := make(map[string]bool, len(selfTests))
+	for _, st := range selfTests {
+		asked[st.Serial] = true
+	}
 	bySerial := map[string]*deviceState{}
 	for _, d := range c.cfg.Devices {
-		if _, ok := c.selfTestPINLocked(d); d.Module == module && ok {
+		if d.Module == module && asked[d.Serial] {
 			bySerial[d.Serial] = c.devices[d.Name]
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 
 	"github.com/miekg/pkcs11"
@@ -51,19 +52,6 @@ type response struct {
 	Err    string      `json:"err,omitempty"` // CKR_ name or other error text
 	Slots  []uint      `json:"slots,omitempty"`
 	Tokens []tokenInfo `json:"tokens,omitempty"`
-}
-
-// errName turns a miekg/pkcs11 error into its CKR_ name.
-func errName(err error) string {
-	if err == nil {
-		return ""
-	}
-	var pe pkcs11.Error
-	if errors.As(err, &pe) {
-		s := pe.Error()
-		return s[strings.LastIndex(s, ": ")+2:]
-	}
-	return err.Error()
 }
 
 func childMain(lib string, in io.Reader, out io.Writer) int {
@@ -125,7 +113,7 @@ func childMain(lib string, in io.Reader, out io.Writer) int {
 		default:
 			err = fmt.Errorf("unknown op %q", req.Op)
 		}
-		resp.Err = errName(err)
+		resp.Err = p11.ErrorName(err)
 		if err := enc.Encode(resp); err != nil {
 			return 2
 		}

@@ -123,6 +123,17 @@ func (f *Faults) Clear(serial string, fault Fault) error {
 	return f.remove(serial, fault)
 }
 
+// ClearToken removes every fault of one token; the others keep theirs.
+func (f *Faults) ClearToken(serial string) error {
+	if err := checkSerial(serial); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(f.Dir, serial)); err != nil {
+		return fmt.Errorf("pkcs11test: clear faults of %s: %w", serial, err)
+	}
+	return nil
+}
+
 // SetModule puts a module-wide fault: FaultInitError, or FaultCrash,
 // FaultHang, FaultSlow, FaultDeviceError in the named functions (empty value:
 // C_GetSlotList; for FaultSlow "MS" or "MS:C_Fn,C_Fn").
@@ -269,6 +280,11 @@ func BuildFaultModule(outDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pkcs11test: hash fault module sources: %w", err)
 	}
+	return buildFaultModule(outDir, sum)
+}
+
+// buildFaultModule is BuildFaultModule for sources whose hash is sum.
+func buildFaultModule(outDir, sum string) (string, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", fmt.Errorf("pkcs11test: fault module output dir: %w", err)
 	}
@@ -336,12 +352,12 @@ func FaultModule(t testing.TB) string {
 		}
 		sub := filepath.Join("hsm-agent", "faultmod", sum[:16])
 		if base, err := os.UserCacheDir(); err == nil {
-			if faultModPath, faultModErr = BuildFaultModule(filepath.Join(base, sub)); faultModErr == nil {
+			if faultModPath, faultModErr = buildFaultModule(filepath.Join(base, sub), sum); faultModErr == nil {
 				return
 			}
 		}
 		tmp := filepath.Join(os.TempDir(), fmt.Sprintf("hsm-agent-%d", os.Getuid()))
-		faultModPath, faultModErr = BuildFaultModule(filepath.Join(tmp, sub))
+		faultModPath, faultModErr = buildFaultModule(filepath.Join(tmp, sub), sum)
 	})
 	if faultModErr != nil {
 		t.Fatalf("pkcs11test: fault module: %v", faultModErr)

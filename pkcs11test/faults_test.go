@@ -406,3 +406,32 @@ func TestBuildFaultModuleCache(t *testing.T) {
 		t.Fatalf("module named %s", filepath.Base(p))
 	}
 }
+
+// ClearToken removes every fault of one token and leaves the others'.
+func TestClearTokenKeepsOtherTokensFaults(t *testing.T) {
+	f, err := NewFaults(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []struct {
+		serial string
+		fault  Fault
+		value  string
+	}{{"aaaa", FaultMissing, ""}, {"aaaa", FaultFirmware, "1.0"}, {"bbbb", FaultDeviceError, ""}} {
+		if err := f.Set(set.serial, set.fault, set.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.ClearToken("aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(f.Dir, "aaaa")); !os.IsNotExist(err) {
+		t.Errorf("faults of aaaa still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.Dir, "bbbb", string(FaultDeviceError))); err != nil {
+		t.Errorf("the fault of bbbb went too: %v", err)
+	}
+	if err := f.ClearToken("../x"); err == nil {
+		t.Error("a serial with a slash was accepted")
+	}
+}

@@ -78,9 +78,8 @@ func CreateFleet(dir string, n int, labelPrefix string) (*Fleet, error) {
 	if ents, err := os.ReadDir(f.tokenDir()); err != nil || len(ents) > 0 {
 		return nil, fmt.Errorf("pkcs11test: CreateFleet: %s already holds tokens (or cannot be read: %v); use an empty dir or CachedFleet", f.tokenDir(), err)
 	}
-	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", f.tokenDir())
-	if err := os.WriteFile(f.ConfPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("pkcs11test: write SoftHSM2 config: %w", err)
+	if err := f.writeConf(); err != nil {
+		return nil, err
 	}
 	seen := make(map[string]bool)
 	for i := 0; i < n; i++ {
@@ -204,6 +203,15 @@ func (f *Fleet) DeleteToken(serial string) error {
 
 func (f *Fleet) tokenDir() string { return filepath.Join(f.Dir, "tokens") }
 
+// writeConf writes the SoftHSM2 config of the fleet to f.ConfPath.
+func (f *Fleet) writeConf() error {
+	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", f.tokenDir())
+	if err := os.WriteFile(f.ConfPath, []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("pkcs11test: write SoftHSM2 config: %w", err)
+	}
+	return nil
+}
+
 // addToken writes a copy of the template token with a fresh serial and the
 // label into the token directory. SoftHSM2 names a token directory after a
 // UUID and derives the serial from its last 16 hex digits; we do the same.
@@ -309,9 +317,8 @@ func makeTemplate() (*tokenTemplate, error) {
 	if err := os.Mkdir(tf.tokenDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("pkcs11test: template dir: %w", err)
 	}
-	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tf.tokenDir())
-	if err := os.WriteFile(tf.ConfPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("pkcs11test: template config: %w", err)
+	if err := tf.writeConf(); err != nil {
+		return nil, err
 	}
 	pins := []string{"PKCS11TEST_SO_PIN=" + DefaultSOPIN, "PKCS11TEST_PIN=" + DefaultPIN}
 	if out, err := tf.run("pkcs11-tool", pins, "--module", SoftHSMLibrary, "--slot-index", "0",

@@ -29,12 +29,10 @@ type Store interface {
 
 // Errors of the operator actions and the engine, for errors.Is.
 var (
-	// ErrNoChange: a Transition fn has nothing to write. The store may
-	// alias its own ErrNoChange to this one; either is recognised.
+	// ErrNoChange: a Transition fn has nothing to write (store.ErrNoChange
+	// is this error).
 	ErrNoChange = errors.New("no change")
-	// ErrNotFound: no case with that ID. The store may alias its own
-	// ErrNotFound to this one; until then its "not found" errors are
-	// recognised by their text.
+	// ErrNotFound: no case with that ID (store.ErrNotFound is this error).
 	ErrNotFound = errors.New("not found")
 	// ErrTerminal: the case is closed or cancelled and takes no further action.
 	ErrTerminal = errors.New("the case is closed or cancelled")
@@ -79,17 +77,12 @@ func (a Action) normal() Action {
 	return a
 }
 
-// isNotFound recognises a not-found error of the store.
-func isNotFound(err error) bool {
-	return errors.Is(err, ErrNotFound) || strings.HasSuffix(err.Error(), ": not found")
-}
-
 // lookup loads a case for an action, with a clear error for an unknown ID
 // and, unless terminalOK, for a closed or cancelled case.
 func lookup(ctx context.Context, st Store, id string, terminalOK bool) (Case, error) {
 	c, err := st.Case(ctx, id)
 	if err != nil {
-		if isNotFound(err) {
+		if errors.Is(err, ErrNotFound) {
 			return Case{}, fmt.Errorf("no case with ID %q; `hsm-agent cases` lists the cases: %w", id, err)
 		}
 		return Case{}, fmt.Errorf("case %s: %w", id, err)

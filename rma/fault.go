@@ -98,7 +98,7 @@ func DeviceFaults(st collector.DeviceStatus, cfg *config.Config) Observed {
 		e, failed := checkFailure(c)
 		switch {
 		case !failed:
-		case operationalError(e):
+		case p11.IsOperationalError(e):
 			opErrs = append(opErrs, c.Name+" "+e)
 		case c.Name == p11.CheckLoginSign:
 			selftest = e
@@ -163,15 +163,6 @@ func checkFailure(c p11.Check) (string, bool) {
 		return "failed", true
 	}
 	return c.Error, true
-}
-
-// operationalError reports whether a check error is the operator's to fix
-// (PIN and user problems, an unreadable PIN file), as the collector
-// classifies it.
-func operationalError(e string) bool {
-	u := strings.ToUpper(e)
-	return strings.HasPrefix(u, "CKR_PIN_") || strings.HasPrefix(u, "CKR_USER_") ||
-		strings.Contains(u, "PIN FILE") || strings.Contains(u, "PIN REFUSED")
 }
 
 // deviceHeader is the part of a description every vendor asks for: the

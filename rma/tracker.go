@@ -105,18 +105,15 @@ func (t *Tracker) Observe(o Observed) []Change {
 			s.fresh++
 		}
 		f.ObservedAt = s.first
-		if s.confirmed {
-			s.fault = f
-			continue
+		if !s.confirmed {
+			f.Description += fmt.Sprintf("Since: %s (first failing poll)\nLevel 1: %s\n", s.first.UTC().Format(time.RFC3339), levelOne(s.polls, s.fresh))
+			if s.polls >= max(1, t.pol.ConfirmPolls) && s.fresh > 0 {
+				s.confirmed = true
+				f.ConfirmedAt = o.At
+				out = append(out, Change{Type: Confirmed, Fault: f, Flapping: t.flapping(key, o.At)})
+			}
 		}
-		f.Description += fmt.Sprintf("Since: %s (first failing poll)\nLevel 1: %s\n", s.first.UTC().Format(time.RFC3339), levelOne(s.polls, s.fresh))
 		s.fault = f
-		if s.polls >= max(1, t.pol.ConfirmPolls) && s.fresh > 0 {
-			s.confirmed = true
-			f.ConfirmedAt = o.At
-			s.fault = f
-			out = append(out, Change{Type: Confirmed, Fault: f, Flapping: t.flapping(key, o.At)})
-		}
 	}
 	for _, key := range sortedKeys(t.bySer[o.Serial]) {
 		s := t.streaks[key]
@@ -126,8 +123,7 @@ func (t *Tracker) Observe(o Observed) []Change {
 		delete(t.streaks, key)
 		delete(t.bySer[o.Serial], key)
 		if s.confirmed {
-			f := s.fault
-			out = append(out, Change{Type: Cleared, Fault: f})
+			out = append(out, Change{Type: Cleared, Fault: s.fault})
 		}
 	}
 	return out

@@ -1,7 +1,6 @@
 package p11
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 	"time"
@@ -354,9 +353,4 @@ func (d *decoder) check(c *Check) bool {
 		}
 		return ok
 	})
-}
-
-// unmarshalEvent is the general decoder.
-func unmarshalEvent(line []byte, ev *WorkerEvent) error {
-	return json.Unmarshal(line, ev)
 }

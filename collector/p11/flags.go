@@ -37,7 +37,11 @@ var tokenFlags = []struct {
 // DecodeFlags turns a CK_TOKEN_INFO flags word into flag names, in bit order.
 // Bits that PKCS#11 does not define are ignored.
 func DecodeFlags(flags uint) []string {
-	names := make([]string, 0, 8)
+	return appendFlags(make([]string, 0, 8), flags)
+}
+
+// appendFlags appends the names of the flags set in flags to names.
+func appendFlags(names []string, flags uint) []string {
 	for _, f := range tokenFlags {
 		if flags&f.bit != 0 {
 			names = append(names, f.name)
@@ -87,15 +91,7 @@ func ckrName(rv uint) string {
 // refused, so that trying it again can only count down the token's retries.
 func pinRefused(err error) bool {
 	var rv pkcs11.Error
-	if !errors.As(err, &rv) {
-		return false
-	}
-	switch uint(rv) {
-	case pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE,
-		pkcs11.CKR_PIN_EXPIRED, pkcs11.CKR_PIN_LOCKED:
-		return true
-	}
-	return false
+	return errors.As(err, &rv) && IsPINRefused(ckrName(uint(rv)))
 }
 
 // PINRefusedErrors are the Check.Error values that mean the token refused
@@ -119,4 +115,13 @@ func cleanText(s string) string {
 
 func version(v pkcs11.Version) string {
 	return fmt.Sprintf("%d.%d", v.Major, v.Minor)
+}
+
+// IsOperationalError reports whether a check error is the operator's to fix
+// (PIN and user problems, an unreadable PIN file) rather than the hardware's.
+// The collector's classification and the case kinds both rest on it.
+func IsOperationalError(errName string) bool {
+	u := strings.ToUpper(errName)
+	return strings.HasPrefix(u, "CKR_PIN_") || strings.HasPrefix(u, "CKR_USER_") ||
+		strings.Contains(u, "PIN FILE") || strings.Contains(u, "PIN REFUSED")
 }

@@ -62,7 +62,8 @@ func selfTestMain(library string, in *bufio.Reader, out *eventWriter, log *slog.
 	if code != ExitOK {
 		return code
 	}
-	ev := WorkerEvent{Type: EventSelfTest, Serial: req.Serial, Flags: flags}
+	ev := WorkerEvent{Type: EventSelfTest, Serial: req.Serial}
+	f := blocksLogin(flags)
 	switch {
 	case !found:
 		ev.Result = &Check{Name: CheckLoginSign, NotRun: "no token with serial " + req.Serial + " in C_GetSlotList"}
@@ -71,8 +72,7 @@ func selfTestMain(library string, in *bufio.Reader, out *eventWriter, log *slog.
 		// up at the first C_GetTokenInfo error: a broken neighbour is not
 		// this token's failure.
 		ev.Result = &Check{Name: CheckLoginSign, NotRun: blocker}
-	case blocksLogin(flags) != "":
-		f := blocksLogin(flags)
+	case f != "":
 		log.Warn("not logging in: the token reports " + f)
 		ev.Result = &Check{Name: CheckLoginSign, NotRun: "token reports " + f + "; never logging in (a wrong PIN could lock it)"}
 	default:

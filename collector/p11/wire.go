@@ -70,24 +70,21 @@ const (
 	EventToken = "token"
 	// EventDone: the request is finished; Error is set if C_GetSlotList failed.
 	EventDone = "done"
-	// EventSelfTest: the self-test result of Serial in Result, with the Flags seen.
+	// EventSelfTest: the self-test result of Serial in Result.
 	EventSelfTest = "selftest"
 )
 
 // WorkerEvent is one JSON line a worker writes to stdout.
 type WorkerEvent struct {
-	Type   string `json:"t"`
-	Slot   uint   `json:"slot"`
-	Check  string `json:"check,omitempty"`
-	Serial string `json:"serial,omitempty"`
-	// Slots is the number of slots C_GetSlotList returned (EventDone).
-	Slots    int      `json:"slots,omitempty"`
-	SlotList []uint   `json:"slot_list,omitempty"`
-	Token    *Token   `json:"token,omitempty"`
-	Result   *Check   `json:"result,omitempty"`
-	Flags    []string `json:"flags,omitempty"`
-	Error    string   `json:"error,omitempty"`
-	Message  string   `json:"msg,omitempty"`
+	Type     string `json:"t"`
+	Slot     uint   `json:"slot"`
+	Check    string `json:"check,omitempty"`
+	Serial   string `json:"serial,omitempty"`
+	SlotList []uint `json:"slot_list,omitempty"`
+	Token    *Token `json:"token,omitempty"`
+	Result   *Check `json:"result,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Message  string `json:"msg,omitempty"`
 }
 
 // ParseEvent decodes one line of worker output.
@@ -98,7 +95,7 @@ func ParseEvent(line []byte) (WorkerEvent, error) {
 		}
 	}
 	var ev WorkerEvent
-	if err := unmarshalEvent(line, &ev); err != nil {
+	if err := json.Unmarshal(line, &ev); err != nil {
 		return ev, fmt.Errorf("bad worker output line %.80q: %w", line, err)
 	}
 	if ev.Type == "" {

@@ -176,18 +176,24 @@ func (p *prober) probe(req WorkerRequest) error {
 			return err
 		}
 	}
-	p.out.event(WorkerEvent{Type: EventDone, Slots: len(slots)})
+	p.out.event(WorkerEvent{Type: EventDone})
 	return p.out.flush()
 }
 
-// token probes one slot. Before each PKCS#11 call that may block, it flushes
-// a begin event so that the parent knows what was in flight if it hangs.
+// announce writes and flushes the begin event of check on slot, so that the
+// parent knows what was in flight if the call that follows hangs.
+func (p *prober) announce(slot uint, check, serial string) error {
+	p.out.begin(slot, check, serial)
+	return p.out.flush()
+}
+
+// token probes one slot. Before each PKCS#11 call that may block, it
+// announces the check (see announce).
 func (p *prober) token(slot uint, skipSerial map[string]bool) error {
 	t := &p.tok
 	*t = Token{SlotID: slot, Flags: t.Flags[:0], Checks: t.Checks[:0]}
 
-	p.out.begin(slot, CheckTokenInfo, "")
-	if err := p.out.flush(); err != nil {
+	if err := p.announce(slot, CheckTokenInfo, ""); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -211,16 +217,11 @@ func (p *prober) token(slot uint, skipSerial map[string]bool) error {
 		t.Manufacturer = cleanText(ti.ManufacturerID)
 		t.Firmware = version(ti.FirmwareVersion)
 		t.Hardware = version(ti.HardwareVersion)
-		for _, f := range tokenFlags {
-			if ti.Flags&f.bit != 0 {
-				t.Flags = append(t.Flags, f.name)
-			}
-		}
+		t.Flags = appendFlags(t.Flags, ti.Flags)
 		t.Checks = append(t.Checks, Check{Name: CheckTokenInfo, OK: true, Duration: d})
 	}
 
-	p.out.begin(slot, CheckSessionOpen, t.Serial)
-	if err := p.out.flush(); err != nil {
+	if err := p.announce(slot, CheckSessionOpen, t.Serial); err != nil {
 		return err
 	}
 	t0 = time.Now()
@@ -233,8 +234,7 @@ func (p *prober) token(slot uint, skipSerial map[string]bool) error {
 	}
 	t.Checks = append(t.Checks, Check{Name: CheckSessionOpen, OK: true, Duration: d})
 
-	p.out.begin(slot, CheckRandom, t.Serial)
-	if err := p.out.flush(); err != nil {
+	if err := p.announce(slot, CheckRandom, t.Serial); err != nil {
 		return err
 	}
 	t0 = time.Now()
@@ -251,8 +251,7 @@ func (p *prober) token(slot uint, skipSerial map[string]bool) error {
 	// Report the token, then say that C_CloseSession is in flight; both go
 	// out in one write.
 	p.out.token(t)
-	p.out.begin(slot, CheckSessionClose, t.Serial)
-	if err := p.out.flush(); err != nil {
+	if err := p.announce(slot, CheckSessionClose, t.Serial); err != nil {
 		return err
 	}
 	if err := p.ctx.CloseSession(sh); err != nil {

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,10 +65,9 @@ type Prober struct {
 	// silentSlots are the slots the last complete poll listed but that
 	// reported no token (an empty, uninitialised slot).
 	silentSlots map[uint]bool
-	// lastHung is set when the previous poll had an unresponsive token.
-	lastHung bool
 	// hungSlots are the slots that hung in the previous poll: a hang that
-	// goes on is logged once, at warn, then at debug level.
+	// goes on is logged once, at warn, then at debug level; while any is
+	// set, self-tests wait.
 	hungSlots map[uint]bool
 	selftests map[string]*selftestState
 }
@@ -154,7 +154,7 @@ func (p *Prober) Close() error {
 		w := p.w
 		p.w = nil
 		w.stopListening()
-		w.closeOnce.Do(func() { w.stdin.Close() })
+		w.closeStdin()
 		if !w.waitExit(retireGrace) {
 			p.log.Warn("probe worker did not exit after stdin closed; killing it")
 		}
@@ -222,13 +222,9 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 				p.rememberSilent(o.slots, res)
 			}
 			return
-		case outSlotList:
+		case outSlotList, outFatal:
 			res.ModuleError = o.msg
 			p.dropWorker(false) // the next poll initialises afresh
-			return
-		case outFatal:
-			res.ModuleError = o.msg
-			p.dropWorker(false)
 			return
 		case outCancelled:
 			p.dropWorker(true)
@@ -456,16 +452,7 @@ func (p *Prober) afterPoll(res *Result, complete bool) {
 			p.lastFlags[t.Serial] = t.Flags
 		}
 	}
-	slices.SortStableFunc(res.Tokens, func(a, b p11.Token) int {
-		switch {
-		case a.SlotID < b.SlotID:
-			return -1
-		case a.SlotID > b.SlotID:
-			return 1
-		}
-		return 0
-	})
-	p.lastHung = len(res.Unresponsive) > 0
+	slices.SortStableFunc(res.Tokens, func(a, b p11.Token) int { return cmp.Compare(a.SlotID, b.SlotID) })
 	hung := make(map[uint]bool, len(res.Unresponsive))
 	for _, u := range res.Unresponsive {
 		hung[u.SlotID] = true

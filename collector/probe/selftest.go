@@ -113,7 +113,7 @@ func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprin
 	if f := (p11.Token{Flags: p.lastFlags[st.Serial]}).BlocksLogin(); f != "" {
 		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "token reports " + f + "; never logging in (a wrong PIN could lock it)"}
 	}
-	if p.lastHung {
+	if len(p.hungSlots) > 0 {
 		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "a token of this module hung in the last poll; self-tests wait until none does"}
 	}
 	return true, nil
@@ -180,7 +180,7 @@ func (p *Prober) runSelfTest(ctx context.Context, deadline time.Time, serial str
 	}
 	err = w.send(append(line, '\n'))
 	clear(line)
-	w.closeOnce.Do(func() { w.stdin.Close() })
+	w.closeStdin()
 	if err != nil {
 		return fail("self-test worker: %v", err)
 	}

@@ -173,3 +173,34 @@ func TestSelfTestPastABrokenNeighbourIsNotRun(t *testing.T) {
 		t.Errorf("login_sign = %+v, want not run because slot %d fails", c, broken.SlotID)
 	}
 }
+
+// TestSelfTestWaitsWhileATokenHangs: after a poll in which a token hung, a
+// due self-test is not run (and says why) until a poll without a hang.
+func TestSelfTestWaitsWhileATokenHangs(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2)
+	r.opts.Timeout = time.Second
+	tok, hung := r.fleet.Tokens[0], r.fleet.Tokens[1]
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	writePIN(t, pinFile, tok.PIN)
+	req := Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}}
+	p := r.prober()
+	r.requireAll(r.poll(p, Request{}))
+
+	r.set(hung.Serial, pkcs11test.FaultHang, "C_GenerateRandom")
+	if res := r.poll(p, Request{}); len(res.Unresponsive) != 1 {
+		t.Fatalf("Unresponsive = %+v, want the hung token %s", res.Unresponsive, hung.Serial)
+	}
+	r.clear()
+
+	res := r.poll(p, req)
+	r.requireAll(res)
+	c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign)
+	if c == nil || c.OK || c.Error != "" || !strings.Contains(c.NotRun, "hung in the last poll") {
+		t.Fatalf("login_sign after a poll with a hang = %+v, want not run because of the hang", c)
+	}
+	res = r.poll(p, req) // the previous poll had no hang
+	if c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign); c == nil || !c.OK {
+		t.Errorf("login_sign after a poll without a hang = %+v, want OK", c)
+	}
+}

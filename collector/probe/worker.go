@@ -20,7 +20,6 @@ import (
 // worker is one running probe-worker child.
 type worker struct {
 	cmd     *exec.Cmd
-	mode    string
 	started time.Time
 	stdin   *os.File
 	log     *slog.Logger
@@ -44,6 +43,10 @@ type worker struct {
 
 // stopListening tells the stdout reader that nobody reads events any more.
 func (w *worker) stopListening() { w.quitOnce.Do(func() { close(w.quit) }) }
+
+// closeStdin closes the worker's stdin (once): a probe worker then
+// finalises the library and exits.
+func (w *worker) closeStdin() { w.closeOnce.Do(func() { w.stdin.Close() }) }
 
 // startWorker starts a worker in mode. scrub cleans stderr lines before they
 // are logged or kept (it hides a PIN the worker was given).
@@ -84,7 +87,6 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 	}
 	w := &worker{
 		cmd:        cmd,
-		mode:       mode,
 		started:    start,
 		stdin:      inW,
 		log:        log.With("worker_pid", cmd.Process.Pid, "worker_mode", mode),
@@ -217,7 +219,7 @@ func (w *worker) dead() bool {
 // kill kills the worker's process group at once.
 func (w *worker) kill() {
 	w.stopListening()
-	w.closeOnce.Do(func() { w.stdin.Close() })
+	w.closeStdin()
 	killGroup(w.cmd)
 }
 
@@ -226,7 +228,7 @@ func (w *worker) kill() {
 // does not block.
 func (w *worker) retire(grace time.Duration) {
 	w.stopListening()
-	w.closeOnce.Do(func() { w.stdin.Close() })
+	w.closeStdin()
 	go func() {
 		select {
 		case <-w.exited:

@@ -3,7 +3,8 @@ package desk
 import (
 	"context"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,12 +94,7 @@ func (w *Worker) Collect(ch chan<- prometheus.Metric) {
 	for d := range counts {
 		names[d] = true
 	}
-	sorted := make([]string, 0, len(names))
-	for d := range names {
-		sorted = append(sorted, d)
-	}
-	sort.Strings(sorted)
-	for _, d := range sorted {
+	for _, d := range slices.Sorted(maps.Keys(names)) {
 		c := counts[d]
 		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(c.Pending), d)
 		ch <- prometheus.MustNewConstMetric(m.parked, prometheus.GaugeValue, float64(c.Parked), d)

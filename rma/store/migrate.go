@@ -118,7 +118,6 @@ func (s *Store) migrate(ctx context.Context, migs []migration) error {
 		if err != nil {
 			return err
 		}
-		cur = m.version
 	}
 	return nil
 }

@@ -128,7 +128,8 @@ func (d *ticketDesk) ticketCount(desk string) int {
 }
 
 // caseSite writes a config for a fleet behind the fault module with a
-// vendor and an internal webhook desk; devices are development (severity 2).
+// vendor and an internal webhook desk (none when desk is nil); devices are
+// development (severity 2).
 func caseSite(t *testing.T, tokens int, listen string, desk *ticketDesk, extra string) (cfgFile string, fleet *pkcs11test.Fleet, faults *pkcs11test.Faults) {
 	t.Helper()
 	dir := t.TempDir()
@@ -148,8 +149,10 @@ func caseSite(t *testing.T, tokens int, listen string, desk *ticketDesk, extra s
 	for i, tok := range fleet.Tokens {
 		fmt.Fprintf(&b, "  - {name: hsm-%d, serial: %q, module: soft, environment: development, contract: {id: C-%d, tier: premium, expires: 2030-01-31, region: emea}}\n", i, tok.Serial, i)
 	}
-	fmt.Fprintf(&b, "desks:\n  - {name: vendor, type: webhook, role: vendor, url: %q, timeout: 60s, phones: {emea: \"+44 20 0000 0000\"}}\n", desk.url("vendor"))
-	fmt.Fprintf(&b, "  - {name: internal, type: webhook, role: internal, url: %q}\n", desk.url("internal"))
+	if desk != nil {
+		fmt.Fprintf(&b, "desks:\n  - {name: vendor, type: webhook, role: vendor, url: %q, timeout: 60s, phones: {emea: \"+44 20 0000 0000\"}}\n", desk.url("vendor"))
+		fmt.Fprintf(&b, "  - {name: internal, type: webhook, role: internal, url: %q}\n", desk.url("internal"))
+	}
 	cfgFile = filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -163,6 +166,7 @@ type daemon struct {
 	logs   *bytes.Buffer
 	mu     *sync.Mutex
 	exited chan struct{} // closed when the process has exited
+	err    error         // how it exited; read it after exited is closed
 }
 
 func startDaemon(t *testing.T, cfgFile string) *daemon {
@@ -173,7 +177,7 @@ func startDaemon(t *testing.T, cfgFile string) *daemon {
 		t.Fatal(err)
 	}
 	go func() {
-		_ = d.cmd.Wait()
+		d.err = d.cmd.Wait()
 		close(d.exited)
 	}()
 	t.Cleanup(func() {

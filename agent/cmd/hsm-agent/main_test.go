@@ -47,33 +47,6 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// writeSite creates a 2-token fleet behind the fault module and a config.
-func writeSite(t *testing.T, listen string) (cfgFile string, fleet *pkcs11test.Fleet, faults *pkcs11test.Faults) {
-	t.Helper()
-	dir := t.TempDir()
-	fleet = pkcs11test.NewFleet(t, 2)
-	faults, err := pkcs11test.NewFaults(filepath.Join(dir, "faults"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "state_dir: %q\nlisten: %q\npoll_interval: 300ms\nprobe_timeout: 2s\n", filepath.Join(dir, "state"), listen)
-	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11test.FaultModule(t))
-	fmt.Fprintf(&b, "      SOFTHSM2_CONF: %q\n", fleet.ConfPath)
-	for k, v := range faults.Env() {
-		fmt.Fprintf(&b, "      %s: %q\n", k, v)
-	}
-	fmt.Fprintf(&b, "devices:\n")
-	for i, tok := range fleet.Tokens {
-		fmt.Fprintf(&b, "  - {name: hsm-%d, serial: %q, module: soft, environment: production, contract: {id: C-1, tier: standard, expires: 2030-01-01, region: apac}}\n", i, tok.Serial)
-	}
-	cfgFile = filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cfgFile, fleet, faults
-}
-
 func hsmAgent(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
@@ -110,7 +83,7 @@ func TestHelpAndVersion(t *testing.T) {
 // TestCheckThroughRealWorker runs the real binary, whose probe-worker
 // subcommand loads the fault module over SoftHSM2.
 func TestCheckThroughRealWorker(t *testing.T) {
-	cfgFile, fleet, faults := writeSite(t, "127.0.0.1:0")
+	cfgFile, fleet, faults := caseSite(t, 2, "127.0.0.1:0", nil, "")
 	code, out, errOut := hsmAgent(t, "check", "--config", cfgFile)
 	if code != 0 || !strings.Contains(out, fleet.Tokens[0].Serial) {
 		t.Fatalf("check: exit %d\n%s\n%s", code, out, errOut)
@@ -138,17 +111,10 @@ func get(url string) (int, string, error) {
 
 func waitMetrics(t *testing.T, url, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	waitUntilT(t, timeout, fmt.Sprintf("metrics showing %q", want), func() bool {
 		_, body, err := get(url + "/metrics")
-		if err == nil && strings.Contains(body, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %q within %v (last err %v)", want, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && strings.Contains(body, want)
+	})
 }
 
 // TestDaemonSignalsAndCrashRecovery runs `hsm-agent run`: a crashing
@@ -157,21 +123,8 @@ func waitMetrics(t *testing.T, url, want string, timeout time.Duration) {
 // SIGTERM stops it cleanly.
 func TestDaemonSignalsAndCrashRecovery(t *testing.T) {
 	listen := freePort(t)
-	cfgFile, fleet, faults := writeSite(t, listen)
-	cmd := exec.Command(binary, "run", "--config", cfgFile)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs.String())
-		}
-	})
+	cfgFile, fleet, faults := caseSite(t, 2, listen, nil, "")
+	d := startDaemon(t, cfgFile)
 	url := "http://" + listen
 	up0 := fmt.Sprintf(`hsm_up{device="hsm-0",serial=%q} 1`, fleet.Tokens[0].Serial)
 	waitMetrics(t, url, up0, 20*time.Second)
@@ -195,24 +148,24 @@ func TestDaemonSignalsAndCrashRecovery(t *testing.T) {
 	if err := os.WriteFile(cfgFile, append(good, "poll_interval: never\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitMetrics(t, url, "hsm_agent_config_last_reload_successful 0", 10*time.Second)
 	waitMetrics(t, url, up0, 5*time.Second)
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("daemon exit after SIGTERM: %v", err)
+	case <-d.exited:
+		if d.err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", d.err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("daemon did not stop within 15s of SIGTERM")
 	}
-	if strings.Contains(logs.String(), "panic") {
-		t.Errorf("daemon logs contain a panic:\n%s", logs.String())
+	if strings.Contains(d.String(), "panic") {
+		t.Errorf("daemon logs contain a panic:\n%s", d.String())
 	}
 }

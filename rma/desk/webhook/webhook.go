@@ -80,20 +80,18 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 	if cfg.Timeout > 0 {
 		hopts.Timeout = cfg.Timeout
 	}
-	if hopts.Now == nil {
-		hopts.Now = time.Now
-	}
 	version := opts.Version
 	if version == "" {
 		version = "dev"
 	}
+	client := deliver.NewHTTPClient(hopts)
 	d := &Desk{
 		name:      cfg.Name,
 		url:       u,
 		rate:      cfg.RatePerMinute,
 		userAgent: "hsm-agent/" + version,
-		client:    deliver.NewHTTPClient(hopts),
-		now:       hopts.Now,
+		client:    client,
+		now:       client.Options().Now, // the client's clock, defaults filled in
 	}
 	if cfg.SecretFile != "" {
 		secret, source, err := config.ReadCredential(config.CredentialName(config.CredentialDeskSecret, cfg.Name), cfg.SecretFile)

@@ -263,6 +263,33 @@ func TestRawSecretSignsWithItsBytes(t *testing.T) {
 	}
 }
 
+// TestSignatureTimestampFromClock: webhook-timestamp is the try's time by
+// HTTPOptions.Now (the desk's clock), and the signature covers it.
+func TestSignatureTimestampFromClock(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "s")
+	const secret = "plain-shared-secret-of-32-bytes!"
+	if err := os.WriteFile(file, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := newRecorder(t, answer(200, ``))
+	h := fastHTTP
+	h.Now = func() time.Time { return at }
+	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, webhook.Options{HTTP: h})
+	if _, _, err := d.Send(context.Background(), message(t, "c1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	hit := rec.all()[0]
+	ts := hit.header.Get("webhook-timestamp")
+	if want := strconv.FormatInt(at.Unix(), 10); ts != want {
+		t.Fatalf("webhook-timestamp %q, want %q (the desk's clock)", ts, want)
+	}
+	if got, want := hit.header.Get("webhook-signature"), webhook.StandardSignature([]byte(secret), "c1:1", ts, hit.body); got != want {
+		t.Errorf("webhook-signature %q, want %q", got, want)
+	}
+}
+
 // TestSecretFromCredentialsDirectory: systemd's LoadCredential wins over
 // the file, under the name the unit's LoadCredential gives it
 // (desk_<name>.secret), and the log says which was used.
