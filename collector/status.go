@@ -83,6 +83,16 @@ func (d DeviceStatus) Polled() bool { return d.State != "" }
 // latest poll (healthy or degraded). It is the value of hsm_up.
 func (d DeviceStatus) Up() bool { return d.State == StateHealthy || d.State == StateDegraded }
 
+// ReadSlot returns the slot and label the device's token was read in by
+// the latest poll, when it answered C_GetTokenInfo itself (so its serial
+// was read there, not inferred from an earlier poll); ok is false otherwise.
+func (d DeviceStatus) ReadSlot() (slot uint, label string, ok bool) {
+	if !d.Reported || d.Token == nil || !tokenInfoOK(*d.Token) {
+		return 0, "", false
+	}
+	return d.Token.SlotID, d.Token.Label, true
+}
+
 // ModuleStatus is the outcome of the latest poll of one module.
 type ModuleStatus struct {
 	// Name is the inventory module name.
