@@ -143,6 +143,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 		Logger:        a.logger.With("component", "collector"),
 		Now:           a.opts.Now,
 		WorkerCommand: a.opts.WorkerCommand,
+		Known:         storeSlots(ctx, a.cfg, a.store, a.logger),
 		OnPoll: func(snap collector.Snapshot) {
 			a.engine.Observe(snap)
 			a.notify.alive()

@@ -140,9 +140,11 @@ func Check(ctx context.Context, configFile string, asJSON bool, stdout, stderr i
 }
 
 func checkConfig(ctx context.Context, cfg *config.Config, workerCommand []string, asJSON bool, stdout, stderr io.Writer) int {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	coll, err := collector.New(cfg, collector.Options{
-		Logger:        slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:        logger,
 		WorkerCommand: workerCommand,
+		Known:         readOnlySlots(ctx, cfg, logger),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "hsm-agent check: %v\n", err)

@@ -44,6 +44,10 @@ type Options struct {
 	// PollOnce makes one call naming every module. Calls never overlap.
 	// OnPoll may call Snapshot, History, Recheck and Reload, but not PollOnce.
 	OnPoll func(Snapshot)
+	// Known are the serials last read in each module's slots, by module
+	// name, from before this collector started (the state database): see
+	// probe.Options.Known. Every prober created for the module gets them.
+	Known map[string][]probe.KnownSlot
 }
 
 // Collector polls the modules of an inventory, classifies every device and
@@ -54,6 +58,7 @@ type Collector struct {
 	newProber func(probe.Options, *slog.Logger) ModuleProber
 	command   []string
 	onPoll    func(Snapshot)
+	known     map[string][]probe.KnownSlot
 
 	// publishMu orders snapshot publication with the OnPoll call that
 	// follows it. Readers (Snapshot, Collect) never take it.
@@ -118,6 +123,7 @@ func New(cfg *config.Config, opts Options) (*Collector, error) {
 		newProber: opts.NewProber,
 		command:   slices.Clone(opts.WorkerCommand),
 		onPoll:    opts.OnPoll,
+		known:     opts.Known,
 		modules:   map[string]*moduleRunner{},
 		devices:   map[string]*deviceState{},
 	}
@@ -181,12 +187,14 @@ func (c *Collector) installLocked(cfg *config.Config) {
 			continue
 		}
 		logger := c.logger.With("module", m.Name)
+		seeded := opts // Known stays out of opts: it is no reason to replace a prober
+		seeded.Known = slices.Clone(c.known[m.Name])
 		r := &moduleRunner{
 			name:    m.Name,
 			opts:    opts,
 			logger:  logger,
 			recheck: make(chan struct{}, 1),
-			prober:  c.newProber(opts, logger),
+			prober:  c.newProber(seeded, logger),
 			status:  ModuleStatus{Name: m.Name},
 		}
 		modules[m.Name] = r

@@ -34,7 +34,7 @@ var tokenFlags = []string{
 //     once a poll fully succeeded since the agent started.
 var (
 	descUp = prometheus.NewDesc("hsm_up",
-		"1 if the HSM answered the latest probe and every check succeeded (state healthy or degraded); 0 if it failed a check, has a locked PIN, is missing, did not answer before the probe deadline or its PKCS#11 module could not be probed.",
+		"1 if the HSM answered the latest probe and every check succeeded (state healthy or degraded), or its only failures are operational (a wrong or locked PIN: the HSM works); 0 if it failed a check for another reason, is missing, did not answer before the probe deadline or its PKCS#11 module could not be probed.",
 		[]string{"device", "serial"}, nil)
 	descInfo = prometheus.NewDesc("hsm_device_info",
 		"Always 1; labels describe the HSM token last seen under the device's inventory serial (label, model, manufacturer, firmware and hardware version) and the PKCS#11 module it is reached through.",
@@ -49,7 +49,7 @@ var (
 		"How long the named check took in the latest probe of the HSM, in seconds.",
 		[]string{"device", "check"}, nil)
 	descLastSuccess = prometheus.NewDesc("hsm_last_success_timestamp_seconds",
-		"Unix time of the last probe in which the HSM answered and every check succeeded; absent if none has since the agent started.",
+		"Unix time of the last probe in which the HSM answered and every check succeeded (or failed only for an operational reason, a wrong or locked PIN: hsm_up 1); absent if none has since the agent started.",
 		[]string{"device"}, nil)
 	descFlag = prometheus.NewDesc("hsm_token_flag",
 		"1 if the HSM token reported the named PKCS#11 token flag (CKF_ name in lower case, e.g. user_pin_locked) in the latest probe, 0 if not.",

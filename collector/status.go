@@ -57,8 +57,9 @@ type DeviceStatus struct {
 	// Checks are the checks of the latest poll (empty when not reported),
 	// including the standing result of the last login_sign self-test.
 	Checks []p11.Check
-	// LastSuccess is the last time the token reported and every check succeeded
-	// (state healthy or degraded); zero if never since the agent started.
+	// LastSuccess is the last time the device was up (see Up): it reported
+	// and every check succeeded, or failed only operationally; zero if never
+	// since the agent started.
 	LastSuccess time.Time
 	// Since is when the device entered its current state.
 	Since time.Time
@@ -79,9 +80,24 @@ type DeviceStatus struct {
 // Polled reports whether the device has been classified at least once.
 func (d DeviceStatus) Polled() bool { return d.State != "" }
 
-// Up reports whether the device answered and every check succeeded in the
-// latest poll (healthy or degraded). It is the value of hsm_up.
-func (d DeviceStatus) Up() bool { return d.State == StateHealthy || d.State == StateDegraded }
+// Up reports whether the device is up: it answered the latest poll and
+// every check succeeded (healthy or degraded), or the only failures are
+// operational (a wrong or locked PIN: the operator's to fix, the HSM itself
+// works). It is the value of hsm_up and what a pool counts as a healthy
+// member; an operational finding never counts a device as down.
+func (d DeviceStatus) Up() bool {
+	return d.State == StateHealthy || d.State == StateDegraded || (d.State == StateFailed && d.Kind == KindOperational)
+}
+
+// ReadSlot returns the slot and label the device's token was read in by
+// the latest poll, when it answered C_GetTokenInfo itself (so its serial
+// was read there, not inferred from an earlier poll); ok is false otherwise.
+func (d DeviceStatus) ReadSlot() (slot uint, label string, ok bool) {
+	if !d.Reported || d.Token == nil || !tokenInfoOK(*d.Token) {
+		return 0, "", false
+	}
+	return d.Token.SlotID, d.Token.Label, true
+}
 
 // ModuleStatus is the outcome of the latest poll of one module.
 type ModuleStatus struct {

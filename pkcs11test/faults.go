@@ -37,6 +37,9 @@ const (
 	FaultFirmware Fault = "firmware"
 	// FaultSerial makes C_GetTokenInfo report this serial (at most 16 bytes).
 	FaultSerial Fault = "serial"
+	// FaultLabel makes C_GetTokenInfo report this label (at most 32 bytes,
+	// any bytes but a trailing space: control characters are welcome).
+	FaultLabel Fault = "label"
 	// FaultFlags ORs the named token flags (p11 Flag* names, comma list)
 	// into C_GetTokenInfo; a name with a leading "-" clears that flag.
 	FaultFlags Fault = "flags"
@@ -84,7 +87,7 @@ func (f *Faults) Env() map[string]string {
 
 var tokenFaults = map[Fault]bool{
 	FaultMissing: true, FaultDeviceError: true, FaultHang: true, FaultSlow: true,
-	FaultFirmware: true, FaultSerial: true, FaultFlags: true, FaultCrash: true,
+	FaultFirmware: true, FaultSerial: true, FaultLabel: true, FaultFlags: true, FaultCrash: true,
 }
 
 var moduleFaults = map[Fault]bool{
@@ -107,7 +110,7 @@ func (f *Faults) Set(serial string, fault Fault, value string) error {
 		return err
 	}
 	if !tokenFaults[fault] {
-		return fmt.Errorf("pkcs11test: %q is not a token fault (want one of missing, device_error, hang, slow, firmware, serial, flags, crash)", fault)
+		return fmt.Errorf("pkcs11test: %q is not a token fault (want one of missing, device_error, hang, slow, firmware, serial, label, flags, crash)", fault)
 	}
 	if err := checkValue(fault, value); err != nil {
 		return err
@@ -192,6 +195,10 @@ func checkValue(fault Fault, value string) error {
 	case FaultSerial:
 		if value == "" || len(value) > 16 {
 			return fmt.Errorf("pkcs11test: serial fault value %q: want 1 to 16 bytes", value)
+		}
+	case FaultLabel:
+		if value == "" || len(value) > 32 {
+			return fmt.Errorf("pkcs11test: label fault value %q: want 1 to 32 bytes", value)
 		}
 	case FaultFlags:
 		for _, name := range strings.Split(value, ",") {

@@ -25,6 +25,17 @@ type Store interface {
 	LogEvent(ctx context.Context, ev Event) error
 	ReleaseBundles(ctx context.Context, caseID string) error
 	RecordSerial(ctx context.Context, device, serial string, at time.Time) (changed bool, err error)
+	RecordSlot(ctx context.Context, device string, seen SlotSeen, at time.Time) error
+}
+
+// SlotSeen is where a device's token was read: its serial, module, slot ID
+// and label. After a restart it lets the probe name a token whose serial
+// cannot be read by the slot it was last read in.
+type SlotSeen struct {
+	Serial string `json:"serial"`
+	Module string `json:"module"`
+	SlotID uint   `json:"slot_id"`
+	Label  string `json:"label"`
 }
 
 // Errors of the operator actions and the engine, for errors.Is.

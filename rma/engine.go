@@ -76,6 +76,7 @@ type Engine struct {
 	tracker  *Tracker
 	rechecks map[string]time.Time // module -> when to ask for a recheck (real time)
 	serials  map[string]string    // device -> serial last recorded
+	slots    map[string]SlotSeen  // device -> slot last recorded
 }
 
 // NewEngine returns an engine for cfg. Nothing runs until Run.
@@ -105,7 +106,8 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 		opts.QueueSize = DefaultQueueSize
 	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
-		m: newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{}}
+		m: newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{},
+		slots: map[string]SlotSeen{}}
 	e.cfg.Store(cfg)
 	return e, nil
 }
@@ -244,6 +246,7 @@ func (e *Engine) process(ctx context.Context, snap collector.Snapshot) {
 			continue
 		}
 		e.recordSerial(ctx, d)
+		e.recordSlot(ctx, d)
 		o := DeviceFaults(d, cfg)
 		for _, ch := range e.tracker.Observe(o) {
 			log := e.logger.With("device", d.Device, "serial", d.Serial, "fault", ch.Fault.DedupKey())
@@ -292,6 +295,25 @@ func (e *Engine) recordSerial(ctx context.Context, d collector.DeviceStatus) {
 	if changed {
 		e.logger.Info("device serial recorded", "device", d.Device, "serial", d.Serial)
 	}
+}
+
+// recordSlot keeps where each device's token was last read (module, slot,
+// label) in the store, for the probe after a restart; it writes only when
+// that changes.
+func (e *Engine) recordSlot(ctx context.Context, d collector.DeviceStatus) {
+	slot, label, ok := d.ReadSlot()
+	if !ok {
+		return
+	}
+	seen := SlotSeen{Serial: d.Serial, Module: d.Module, SlotID: slot, Label: label}
+	if e.slots[d.Device] == seen {
+		return
+	}
+	if err := e.st.RecordSlot(ctx, d.Device, seen, e.now()); err != nil {
+		e.logger.Error("record the device's slot", "device", d.Device, "serial", d.Serial, "slot", slot, "err", err)
+		return
+	}
+	e.slots[d.Device] = seen
 }
 
 // severityInput gathers what the severity of a device's fault depends on;

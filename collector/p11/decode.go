@@ -3,10 +3,49 @@ package p11
 import (
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// Printable returns s without what must not reach a terminal, a log line,
+// a ticket or a metric label: control characters (C0, DEL, C1), format
+// characters (bidi overrides and isolates, zero-width marks) and every
+// other non-printable rune; invalid UTF-8 becomes U+FFFD. Leading and
+// trailing spaces are trimmed. Every string a token reports about itself
+// (serial, label, model, manufacturer) passes through it once, when the
+// parent decodes the worker's events (ParseEvent).
+func Printable(s string) string {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return strings.TrimSpace(s)
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return strings.TrimSpace(s)
+}
+
+// printableToken applies Printable to the strings a token reports.
+func printableToken(t *Token) {
+	t.Serial = Printable(t.Serial)
+	t.Label = Printable(t.Label)
+	t.Model = Printable(t.Model)
+	t.Manufacturer = Printable(t.Manufacturer)
+	t.Firmware = Printable(t.Firmware)
+	t.Hardware = Printable(t.Hardware)
+}
 
 // tokenPrefix starts every token event the worker writes.
 var tokenPrefix = []byte(`{"t":"token"`)

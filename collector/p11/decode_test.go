@@ -29,10 +29,10 @@ var decodeSeeds = []string{
 	`{"t":"token"`,
 }
 
-// agree checks that ParseEvent (fast path or fallback) gives what
-// encoding/json gives, and errors exactly when it does.
+// agree checks that parseEvent (fast path or fallback; ParseEvent before
+// Printable) gives what encoding/json gives, and errors exactly when it does.
 func agree(t *testing.T, line []byte) {
-	got, gotErr := ParseEvent(line)
+	got, gotErr := parseEvent(line)
 	var want WorkerEvent
 	wantErr := json.Unmarshal(line, &want)
 	if wantErr == nil && want.Type == "" {
@@ -82,4 +82,34 @@ func FuzzParseEvent(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { agree(t, line) })
+}
+
+// TestParseEventStripsNonPrintables: what a token reports about itself
+// reaches the agent without control characters (C0, DEL, C1), bidi
+// overrides or zero-width marks, in both decoders.
+func TestParseEventStripsNonPrintables(t *testing.T) {
+	dirty := "\x1b[31mred\x07 \u202egnp.exe\u2066\u200b\u0085 lab\x7fel\t\n"
+	tok := Token{Serial: "se\x00rial", Label: dirty, Model: "mo\rdel", Manufacturer: "\u202dACME\u202c", Firmware: "2.\x016", Hardware: "1.0"}
+	var buf bytes.Buffer
+	ew := eventWriter{w: bufio.NewWriter(&buf)}
+	ew.token(&tok)
+	ew.flush()
+	fast := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	slow := append(bytes.TrimSuffix(fast, []byte("}")), []byte(`,"unknown":1}`)...) // forces the encoding/json fallback
+	for name, line := range map[string][]byte{"fast": fast, "fallback": slow} {
+		ev, err := ParseEvent(line)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := *ev.Token
+		want := Token{Serial: "serial", Label: "[31mred gnp.exe label", Model: "model", Manufacturer: "ACME", Firmware: "2.6", Hardware: "1.0"}
+		if got.Serial != want.Serial || got.Label != want.Label || got.Model != want.Model ||
+			got.Manufacturer != want.Manufacturer || got.Firmware != want.Firmware || got.Hardware != want.Hardware {
+			t.Errorf("%s: got %q %q %q %q %q %q", name, got.Serial, got.Label, got.Model, got.Manufacturer, got.Firmware, got.Hardware)
+		}
+	}
+	ev, err := ParseEvent([]byte(`{"t":"begin","slot":3,"check":"random","serial":"a\u009bb"}`))
+	if err != nil || ev.Serial != "ab" {
+		t.Errorf("begin event serial: %q, %v", ev.Serial, err)
+	}
 }

@@ -75,9 +75,9 @@ func TestAppendTokenRoundTrips(t *testing.T) {
 		ew.w = bufio.NewWriter(&buf)
 		ew.token(&tok)
 		ew.flush()
-		ev, err := ParseEvent(buf.Bytes())
+		ev, err := parseEvent(buf.Bytes())
 		if err != nil {
-			t.Fatalf("ParseEvent(%s): %v", buf.Bytes(), err)
+			t.Fatalf("parseEvent(%s): %v", buf.Bytes(), err)
 		}
 		want, _ := json.Marshal(tok) // encoding/json's view of the same token
 		var wantTok Token

@@ -87,8 +87,20 @@ type WorkerEvent struct {
 	Message  string `json:"msg,omitempty"`
 }
 
-// ParseEvent decodes one line of worker output.
+// ParseEvent decodes one line of worker output. The strings a token
+// reports about itself come out Printable.
 func ParseEvent(line []byte) (WorkerEvent, error) {
+	ev, err := parseEvent(line)
+	if err == nil {
+		ev.Serial = Printable(ev.Serial)
+		if ev.Token != nil {
+			printableToken(ev.Token)
+		}
+	}
+	return ev, err
+}
+
+func parseEvent(line []byte) (WorkerEvent, error) {
 	if bytes.HasPrefix(line, tokenPrefix) {
 		if ev, ok := parseTokenEvent(line); ok {
 			return ev, nil

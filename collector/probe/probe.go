@@ -29,6 +29,20 @@ type Options struct {
 	// SelftestInterval is the minimum time between two login_sign checks of
 	// a token; default 10m.
 	SelftestInterval time.Duration
+	// Known are the serials last read in the module's slots before this
+	// prober started (the state database), later entries winning for a
+	// slot. Until a poll reads a slot again, a token there whose
+	// C_GetTokenInfo fails is named by its slot's serial, as it would be
+	// after an earlier poll of this prober, when that serial is not
+	// reported elsewhere in the poll. Nothing else uses them: devices are
+	// matched by serial, never by slot ID alone.
+	Known []KnownSlot
+}
+
+// KnownSlot is the serial last read in one slot of the module.
+type KnownSlot struct {
+	SlotID uint
+	Serial string
 }
 
 // SelfTest asks for the logged-in self-test of one token.

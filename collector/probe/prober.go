@@ -95,6 +95,9 @@ func New(opts Options, logger *slog.Logger) *Prober {
 		silentSlots: make(map[uint]bool),
 		selftests:   make(map[string]*selftestState),
 	}
+	for _, k := range opts.Known {
+		p.slotSerial[k.SlotID] = k.Serial
+	}
 	p.closeCtx, p.closeCancel = context.WithCancel(context.Background())
 	if len(opts.Command) > 0 {
 		p.command = slices.Clone(opts.Command)

@@ -11,7 +11,7 @@
  *   DIR/_module/<fault>    a module-wide fault
  *
  * The file's content is the fault's value. Token faults: missing,
- * device_error, hang, slow, firmware, serial, flags, crash. Module faults:
+ * device_error, hang, slow, firmware, serial, label, flags, crash. Module faults:
  * init_error, crash, hang, slow, device_error. For device_error, hang and
  * crash the value is an optional comma list of function names (empty: every
  * call on the token, or C_GetSlotList for module faults); slow is "MS" or
@@ -397,7 +397,7 @@ static void apply_flags(const char *list, CK_FLAGS *out)
 	}
 }
 
-/* w_C_GetTokenInfo reports the firmware, serial and flags faults. */
+/* w_C_GetTokenInfo reports the firmware, serial, label and flags faults. */
 static CK_RV w_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
 	char serial[17], v[1024];
@@ -420,6 +420,13 @@ static CK_RV w_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 			l = sizeof info->serialNumber;
 		memset(info->serialNumber, ' ', sizeof info->serialNumber);
 		memcpy(info->serialNumber, v, l);
+	}
+	if (read_fault(serial, "label", v, sizeof v)) {
+		size_t l = strlen(v);
+		if (l > sizeof info->label)
+			l = sizeof info->label;
+		memset(info->label, ' ', sizeof info->label);
+		memcpy(info->label, v, l);
 	}
 	if (read_fault(serial, "flags", v, sizeof v))
 		apply_flags(v, &info->flags);

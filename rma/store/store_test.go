@@ -747,9 +747,9 @@ func TestSerialHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []SerialRecord{
-		{"hsm1", "A", t0, t0.Add(time.Minute)},
-		{"hsm1", "B", t0.Add(2 * time.Minute), t0.Add(3 * time.Minute)},
-		{"hsm1", "A", t0.Add(4 * time.Minute), t0.Add(4 * time.Minute)},
+		{"hsm1", "A", t0, t0.Add(time.Minute), nil},
+		{"hsm1", "B", t0.Add(2 * time.Minute), t0.Add(3 * time.Minute), nil},
+		{"hsm1", "A", t0.Add(4 * time.Minute), t0.Add(4 * time.Minute), nil},
 	}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("history:\n got %+v\nwant %+v", h, want)
