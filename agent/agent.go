@@ -119,7 +119,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 
 	// The outbox worker delivers what the store holds, including rows left
 	// pending by an earlier run.
-	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg}
+	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg, scrub: a.scrubText}
 	if err := a.outbox.start(ctx, a.cfg.Desks); err != nil {
 		return fmt.Errorf("desks in %s: %w", a.cfg.File, err)
 	}
