@@ -170,7 +170,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	}
 	srv := newHTTPServer(a.handler(), a.logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- serveHTTP(limitConns(ln, MaxHTTPConns, a.logger), srv, a.opts.WebConfigFile, a.logger) }()
+	go func() { serveErr <- serveHTTP(ln, srv, a.opts.WebConfigFile, a.logger) }()
 	stops = append(stops, func(ctx context.Context) error { return srv.Shutdown(ctx) })
 	stops = append(stops, a.serveControl())
 	a.logger.Info("listening", "addr", ln.Addr().String(), "version", Version)

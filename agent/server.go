@@ -17,9 +17,10 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// serveHTTP serves srv on ln, with TLS and basic auth when webConfigFile
-// (exporter-toolkit format) is set.
+// serveHTTP serves srv on ln, at most MaxHTTPConns connections at once,
+// with TLS and basic auth when webConfigFile (exporter-toolkit format) is set.
 func serveHTTP(ln net.Listener, srv *http.Server, webConfigFile string, logger *slog.Logger) error {
+	ln = limitConns(ln, MaxHTTPConns, logger)
 	flags := &web.FlagConfig{WebConfigFile: &webConfigFile}
 	return web.Serve(ln, srv, flags, logger.With("component", "http"))
 }
