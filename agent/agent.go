@@ -119,7 +119,7 @@ func (a *Agent) run(ctx context.Context) (err error) {
 
 	// The outbox worker delivers what the store holds, including rows left
 	// pending by an earlier run.
-	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg}
+	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg, scrub: a.scrubText}
 	if err := a.outbox.start(ctx, a.cfg.Desks); err != nil {
 		return fmt.Errorf("desks in %s: %w", a.cfg.File, err)
 	}
@@ -169,11 +169,11 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s (config field listen in %s): %w", listen, a.opts.ConfigFile, err)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn)}
+	srv := newHTTPServer(a.handler(), a.logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serveHTTP(ln, srv, a.opts.WebConfigFile, a.logger) }()
 	stops = append(stops, func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	stops = append(stops, a.serveControl())
 	a.logger.Info("listening", "addr", ln.Addr().String(), "version", Version)
 	if a.opts.Started != nil {
 		a.opts.Started(ln.Addr().String())

@@ -48,6 +48,7 @@ func newSite(t *testing.T, n int, extra string) *e2eSite {
 // runningAgent is an agent started in-process on 127.0.0.1:0.
 type runningAgent struct {
 	url    string
+	config string // the configuration file it runs on
 	reload chan struct{}
 	logs   *syncBuffer
 	done   chan error

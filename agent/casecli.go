@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -257,17 +259,26 @@ func Bundle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// requestBundle asks the daemon listening at cfg.Listen to build a bundle.
+// requestBundle asks the running daemon of cfg, through its control
+// socket in state_dir, to build a bundle.
 func requestBundle(ctx context.Context, cfg *config.Config, serial string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+cfg.Listen+"/api/v1/bundles/"+serial, nil)
+	sock := filepath.Join(cfg.StateDir, ControlSocketName)
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://localhost/api/v1/bundles/"+url.PathEscape(serial), nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("control socket %s: %w", sock, err)
 	}
 	defer resp.Body.Close()
 	var body struct {

@@ -50,6 +50,7 @@ type deliveries struct {
 	logger *slog.Logger
 	store  *store.Store
 	reg    prometheus.Registerer
+	scrub  desk.Scrub // the ticket text scrubber (Agent.scrubText)
 
 	mu      sync.Mutex
 	current *outbox
@@ -63,7 +64,7 @@ func (d *deliveries) start(ctx context.Context, desks []config.Desk) error {
 	if err != nil {
 		return err
 	}
-	w := desk.NewWorker(d.store, built, desk.WorkerOptions{Logger: d.logger.With("component", "outbox")})
+	w := desk.NewWorker(d.store, built, desk.WorkerOptions{Logger: d.logger.With("component", "outbox"), Scrub: d.scrub})
 	ob := &outbox{desks: desks, worker: w, done: make(chan error, 1)}
 	var wctx context.Context
 	wctx, ob.cancel = context.WithCancel(ctx)
@@ -141,7 +142,11 @@ func makeBundle(ctx context.Context, cfg *config.Config, src bundleSource, dev c
 	if m, ok := cfg.Module(dev.Module); ok {
 		in.Library = m.Library
 	}
-	if y, err := cfg.Redacted(); err == nil {
+	// The bundle goes to every desk of the case: it names no desk's
+	// settings (URLs, files), which are none of a vendor's business.
+	summary := *cfg
+	summary.Desks = nil
+	if y, err := summary.Redacted(); err == nil {
 		in.ConfigYAML = y
 	} else {
 		in.ConfigYAML = []byte(fmt.Sprintf("# configuration could not be rendered: %v\n", err))
@@ -166,11 +171,34 @@ func makeBundle(ctx context.Context, cfg *config.Config, src bundleSource, dev c
 	return res, nil
 }
 
+// scrubText is the ticket text scrubber of the outbox: the bundles' rules
+// with the running configuration's secrets.
+func (a *Agent) scrubText(text string) string {
+	cfg := a.config()
+	s, err := bundle.NewScrubber(knownSecrets(cfg), cfg.Diagnostics.Redact)
+	if err != nil { // the patterns were validated at load; keep the built-in rules
+		s, _ = bundle.NewScrubber(knownSecrets(cfg), nil)
+	}
+	return s.Scrub(text)
+}
+
 // knownSecrets reads every secret the configuration points at (PIN files,
-// desk secrets and tokens, from systemd credentials first) so bundles can
-// scrub them. Unreadable ones are skipped: they cannot leak either.
+// desk secrets and tokens, from systemd credentials first) and takes the
+// values (4 characters or more) of secret-looking module environment
+// variables, so bundles and
+// tickets can scrub them. Unreadable ones are skipped: they cannot leak
+// either.
 func knownSecrets(cfg *config.Config) []config.Secret {
 	var out []config.Secret
+	for _, m := range cfg.Modules {
+		for k, v := range m.Env {
+			// Shorter values ("1", "yes") are settings, not secrets,
+			// and would scrub every such word.
+			if len(v) >= 4 && config.SensitiveEnv(k) {
+				out = append(out, config.Secret(v))
+			}
+		}
+	}
 	add := func(cred, path string) {
 		if path == "" {
 			return

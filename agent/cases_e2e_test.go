@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 	"github.com/hsm-agent/hsm-agent/rma"
@@ -627,25 +628,22 @@ func TestCaseBlipOpensNoCase(t *testing.T) {
 	}
 }
 
-// onDemandBundle asks the running agent for a bundle and returns its files.
+// onDemandBundle asks the running agent for a bundle, through its control
+// socket as `hsm-agent bundle` does, and returns its files.
 func onDemandBundle(tb testing.TB, ra *runningAgent, serial string) map[string][]byte {
 	tb.Helper()
-	resp, err := http.Post(ra.url+"/api/v1/bundles/"+serial, "", nil)
+	cfg, err := config.Load(ra.config)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Path  string `json:"path"`
-		Error string `json:"error"`
+	path, err := requestBundle(context.Background(), cfg, serial)
+	if err != nil {
+		tb.Fatalf("on-demand bundle: %v", err)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		tb.Fatalf("on-demand bundle: %s %v %s", resp.Status, err, out.Error)
-	}
-	if _, err := bundle.Verify(out.Path); err != nil {
+	if _, err := bundle.Verify(path); err != nil {
 		tb.Fatalf("on-demand bundle does not verify: %v", err)
 	}
-	b, err := os.ReadFile(out.Path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}

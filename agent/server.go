@@ -1,19 +1,26 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// serveHTTP serves srv on ln, with TLS and basic auth when webConfigFile
-// (exporter-toolkit format) is set.
+// serveHTTP serves srv on ln, at most MaxHTTPConns connections at once,
+// with TLS and basic auth when webConfigFile (exporter-toolkit format) is set.
 func serveHTTP(ln net.Listener, srv *http.Server, webConfigFile string, logger *slog.Logger) error {
+	ln = limitConns(ln, MaxHTTPConns, logger)
 	flags := &web.FlagConfig{WebConfigFile: &webConfigFile}
 	return web.Serve(ln, srv, flags, logger.With("component", "http"))
 }
@@ -50,7 +57,66 @@ func (a *Agent) handler() http.Handler {
 	})
 	mux.HandleFunc("POST /api/v1/bundles/{serial}", a.bundleHandler)
 	mux.HandleFunc("GET /{$}", a.statusPage)
-	return mux
+	return a.checkHost(mux)
+}
+
+// serveControl serves the agent's endpoints on the control socket
+// (ControlSocketName in state_dir), the one way in for control calls, and
+// returns its stop step. Without the socket the agent still runs (polling
+// never depends on HTTP); the error is logged.
+func (a *Agent) serveControl() func(context.Context) error {
+	cfg := a.config()
+	ln, err := listenControl(cfg.StateDir)
+	if err != nil {
+		a.logger.Error("no control socket: `hsm-agent bundle` will poll on its own", "err", err)
+		return func(context.Context) error { return nil }
+	}
+	srv := newHTTPServer(a.handler(), a.logger)
+	srv.ConnContext = markControl
+	go func() {
+		if err := srv.Serve(limitConns(ln, 8, a.logger)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("control socket", "err", err)
+		}
+	}()
+	return func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		_ = os.Remove(filepath.Join(cfg.StateDir, ControlSocketName))
+		return err
+	}
+}
+
+// checkHost refuses /api/ requests over TCP whose Host header is a name
+// other than localhost, this host's name or the listen host: a browser led
+// there by DNS rebinding sends the attacker's name. IP literals cannot be
+// rebound and pass.
+func (a *Agent) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") && !viaControlSocket(r) && !a.allowedHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "host " + strconv.Quote(r.Host) + " is not this agent's; use its address, localhost or its host name"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedHost reports whether a Host header names this agent.
+func (a *Agent) allowedHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if net.ParseIP(host) != nil || host == "localhost" {
+		return true
+	}
+	if lh, _, err := net.SplitHostPort(a.config().Listen); err == nil && strings.EqualFold(lh, host) {
+		return true
+	}
+	name, err := os.Hostname()
+	return err == nil && (strings.EqualFold(name, host) || strings.HasPrefix(host, strings.ToLower(name)+"."))
 }
 
 var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
@@ -67,14 +133,15 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 </body></html>`))
 
 // bundleHandler builds an on-demand bundle for `hsm-agent bundle SERIAL`.
-// It runs the operator's diagnostics commands, so only local clients (the
-// CLI on this host) may ask, whatever address the scrape port listens on.
+// It runs the operator's diagnostics commands and prunes old bundles, so
+// it answers only on the control socket, which a browser cannot reach.
 func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
-	if !fromLoopback(r) {
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "bundles are built on request of local clients only; run `hsm-agent bundle SERIAL` on the agent's host"})
+	cfg := a.config()
+	if !viaControlSocket(r) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "bundles are built only on request through the control socket " +
+			filepath.Join(cfg.StateDir, ControlSocketName) + "; run `hsm-agent bundle SERIAL` on the agent's host as its user or group"})
 		return
 	}
-	cfg := a.config()
 	dev, ok := cfg.DeviceBySerial(r.PathValue("serial"))
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no device with serial " + r.PathValue("serial") + " in the inventory"})
@@ -87,16 +154,6 @@ func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("on-demand bundle built", "device", dev.Name, "path", res.Path)
 	writeJSON(w, http.StatusOK, map[string]any{"path": res.Path, "sha256": res.SHA256, "size": res.Size})
-}
-
-// fromLoopback reports whether the request came from this host.
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

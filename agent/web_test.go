@@ -28,7 +28,7 @@ import (
 func startAgentWeb(t testing.TB, configFile, webConfigFile string) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1)}
+	ra := &runningAgent{config: configFile, reload: make(chan struct{}, 1), logs: &syncBuffer{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		ra.done <- Run(ctx, Options{

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -502,7 +501,8 @@ var sensitiveEnv = regexp.MustCompile(`(?i)PIN|PASS|SECRET|TOKEN|KEY|CRED|AUTH`)
 // Redacted renders the effective configuration (defaults included) as YAML
 // for diagnostics bundles. The configuration holds secrets only by file
 // path; module environment variables whose names suggest a secret (PIN,
-// PASSWORD, TOKEN, ...) print as <secret> and passwords in desk URLs as xxxxx.
+// PASSWORD, TOKEN, ...) print as <secret> and desk URLs as their scheme and
+// host (RedactURL).
 func (c *Config) Redacted() ([]byte, error) {
 	r := *c
 	r.Modules = make([]Module, len(c.Modules))
@@ -521,8 +521,8 @@ func (c *Config) Redacted() ([]byte, error) {
 	}
 	r.Desks = make([]Desk, len(c.Desks))
 	for i, d := range c.Desks {
-		if u, err := url.Parse(d.URL); err == nil && d.URL != "" {
-			d.URL = u.Redacted()
+		if d.URL != "" {
+			d.URL = RedactURL(d.URL)
 		}
 		r.Desks[i] = d
 	}

@@ -320,19 +320,19 @@ func TestRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Modules[0].Env["HSM_PIN"] = "planted-env-pin"
-	c.Desks[0].URL = "https://user:planted-url-pass@support.example/hooks/hsm"
+	c.Desks[0].URL = "https://user:planted-url-pass@support.example/hooks/planted-path?sig=planted-sig&code=planted-code"
 	out, err := c.Redacted()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(out)
-	for _, leak := range []string{"planted-env-pin", "planted-url-pass"} {
+	for _, leak := range []string{"planted-env-pin", "planted-url-pass", "planted-path", "planted-sig", "planted-code"} {
 		if strings.Contains(s, leak) {
 			t.Errorf("Redacted output contains %q:\n%s", leak, s)
 		}
 	}
 	for _, want := range []string{"HSM_PIN: <secret>", "CKNFAST_LOADSHARING: \"1\"", "expires: 2027-06-30",
-		"selftest_interval: 10m0s", "upload: auto", "https://user:xxxxx@support.example/hooks/hsm"} {
+		"selftest_interval: 10m0s", "upload: auto", "url: https://support.example\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Redacted output lacks %q:\n%s", want, s)
 		}
@@ -346,7 +346,7 @@ func TestRedacted(t *testing.T) {
 		t.Fatalf("Redacted output does not load: %v\n%s", err, s)
 	}
 	c.Modules[0].Env["HSM_PIN"] = "<secret>"
-	c.Desks[0].URL = "https://user:xxxxx@support.example/hooks/hsm"
+	c.Desks[0].URL = "https://support.example"
 	back.File, back.lines = c.File, c.lines
 	if !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", back, c)

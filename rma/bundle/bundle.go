@@ -215,12 +215,7 @@ func Build(ctx context.Context, dir string, in Input, opts Options) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	secrets := make([]string, 0, len(in.Secrets))
-	for _, s := range in.Secrets {
-		if s.Reveal() != "" {
-			secrets = append(secrets, s.Reveal())
-		}
-	}
+	secrets := revealAll(in.Secrets)
 	red, err := newRedactor(secrets, opts.Redact, protect)
 	if err != nil {
 		return Result{}, fmt.Errorf("bundle for device %q: %w", in.Device.Name, err)

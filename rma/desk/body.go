@@ -32,12 +32,24 @@ var ErrBundleMissing = errors.New("bundle file is missing")
 // fix); a missing one gives the body without bundle content and an error
 // wrapping ErrBundleMissing.
 func BuildBody(d rma.Delivery, now time.Time) ([]byte, error) {
+	return buildBody(d, now, nil)
+}
+
+// Scrub removes secrets from a ticket's free text; the agent passes the
+// bundles' scrubber (bundle.Scrubber.Scrub) so one set of rules decides
+// what leaves the host.
+type Scrub func(string) string
+
+// buildBody is BuildBody with the case's free text passed through scrub
+// (nil: unchanged).
+func buildBody(d rma.Delivery, now time.Time, scrub Scrub) ([]byte, error) {
 	var ev rma.DeskEvent
 	dec := json.NewDecoder(bytes.NewReader(d.Payload))
 	if err := dec.Decode(&ev); err != nil {
 		return nil, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("outbox row %d (%s): payload is not a desk event: %w", d.ID, d.IdempotencyKey, err)}
 	}
 	ev.SentAt = now.UTC().Format(time.RFC3339)
+	scrubText(&ev, scrub)
 	if ev.Case.Due == nil {
 		ev.Case.Due = map[string]time.Time{} // the documented event has "due": {}
 	}
@@ -64,10 +76,30 @@ func BuildBody(d rma.Delivery, now time.Time) ([]byte, error) {
 	return body, missing
 }
 
+// scrubText passes every free-text field of ev (what a fault's reason,
+// a library's message or an operator's note can fill) through scrub.
+func scrubText(ev *rma.DeskEvent, scrub Scrub) {
+	if scrub == nil {
+		return
+	}
+	c := &ev.Case
+	for _, f := range []*string{&c.Summary, &c.Description, &c.Impact, &c.Reason} {
+		*f = scrub(*f)
+	}
+	if ev.Page != nil {
+		ev.Page.Text = scrub(ev.Page.Text)
+	}
+}
+
 // NewMessage builds the Message for outbox row d sent at now (see BuildBody,
 // including its ErrBundleMissing case, where the Message is usable).
 func NewMessage(d rma.Delivery, now time.Time) (Message, error) {
-	body, err := BuildBody(d, now)
+	return newMessage(d, now, nil)
+}
+
+// newMessage is NewMessage with the ticket text passed through scrub.
+func newMessage(d rma.Delivery, now time.Time, scrub Scrub) (Message, error) {
+	body, err := buildBody(d, now, scrub)
 	if body == nil {
 		return Message{}, err
 	}

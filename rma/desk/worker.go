@@ -56,6 +56,9 @@ type WorkerOptions struct {
 	MaxRetryAfter time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Scrub removes secrets from every event's free text before it is
+	// sent (nil: sent as stored).
+	Scrub Scrub
 }
 
 func (o WorkerOptions) withDefaults() WorkerOptions {
@@ -253,7 +256,7 @@ func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Tim
 		retryable bool
 		err       error
 	)
-	msg, berr := NewMessage(row, start)
+	msg, berr := newMessage(row, start, o.Scrub)
 	switch {
 	case errors.Is(berr, ErrBundleMissing):
 		log.Warn("bundle file is gone (pruned or removed); sending the event without it", "err", berr)

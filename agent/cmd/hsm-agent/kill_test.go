@@ -171,7 +171,14 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfgFile string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binary, "run", "--config", cfgFile), logs: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
+	return startDaemonCmd(t, exec.Command(binary, "run", "--config", cfgFile))
+}
+
+// startDaemonCmd starts cmd, an `hsm-agent run` (possibly behind an exec
+// wrapper), as a daemon stopped at the end of the test.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
 	d.cmd.Stderr = lockedWriter{d.mu, d.logs}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma"
 )
 
@@ -133,7 +134,7 @@ func ParseRetryAfter(h http.Header, now time.Time, limit time.Duration) (wait ti
 }
 
 // TransportError classifies an error of an HTTP round trip (no answer) and
-// wraps it without the request URL's query or credentials: what remains is
+// wraps it with only the request URL's scheme and host: what remains is
 // "METHOD REDACTED-URL: cause".
 func TransportError(method string, u *url.URL, err error) *Error {
 	reason := ReasonConnection
@@ -149,15 +150,11 @@ func TransportError(method string, u *url.URL, err error) *Error {
 	return &Error{Reason: reason, Err: fmt.Errorf("%s %s: %w", method, RedactURL(u), cause)}
 }
 
-// RedactURL is u without user info, query and fragment: what may appear in
-// logs and errors (tokens hide in query strings).
+// RedactURL is what of u may appear in logs and errors: its scheme and
+// host (config.RedactURL; tokens hide in paths and queries).
 func RedactURL(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	c := *u
-	c.User = nil
-	c.RawQuery, c.ForceQuery = "", false
-	c.Fragment, c.RawFragment = "", ""
-	return c.String()
+	return config.RedactURL(u.String())
 }

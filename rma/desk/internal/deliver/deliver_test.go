@@ -101,7 +101,7 @@ func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
 
 func TestTransportErrorClassifiesAndRedacts(t *testing.T) {
 	t.Parallel()
-	u, _ := url.Parse("https://user:hunter2@desk.example/hook?token=abc123#frag")
+	u, _ := url.Parse("https://user:hunter2@desk.example/hook/pathtoken?token=abc123#frag")
 	timeout := &url.Error{Op: "Post", URL: u.String(), Err: &net.OpError{Op: "dial", Err: timeoutErr{}}}
 	e := TransportError("POST", u, timeout)
 	if e.Reason != ReasonTimeout {
@@ -112,12 +112,12 @@ func TestTransportErrorClassifiesAndRedacts(t *testing.T) {
 	if e.Reason != ReasonConnection {
 		t.Errorf("reason %q, want connection", e.Reason)
 	}
-	for _, leak := range []string{"hunter2", "abc123", "token", "frag"} {
+	for _, leak := range []string{"hunter2", "abc123", "token", "frag", "/hook"} {
 		if strings.Contains(e.Error(), leak) {
 			t.Errorf("error %q leaks %q", e.Error(), leak)
 		}
 	}
-	if !strings.Contains(e.Error(), "https://desk.example/hook") || !strings.Contains(e.Error(), "connection refused") {
+	if !strings.Contains(e.Error(), "https://desk.example") || !strings.Contains(e.Error(), "connection refused") {
 		t.Errorf("error %q should name the desk URL and the cause", e.Error())
 	}
 	if ReasonOf(fmt.Errorf("wrapped: %w", e)) != ReasonConnection {
