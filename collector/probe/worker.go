@@ -206,9 +206,10 @@ var beginPrefix = []byte(`{"t":"` + p11.EventBegin + `"`)
 // breaks neither blocks on a full pipe nor grows this process.
 const maxOutputLine = 4 << 10
 
-// signalLine finds the signal in the Go runtime's report of a crash in C
-// code ("[signal SIGSEGV: segmentation violation code=...]").
-var signalLine = regexp.MustCompile(`^\[signal (SIG[A-Z]+)`)
+// signalLine finds the signal in the Go runtime's report of a crash:
+// "SIGSEGV: segmentation violation" (in C code) or "[signal SIGSEGV:
+// segmentation violation code=...]" (in Go code).
+var signalLine = regexp.MustCompile(`^(?:\[signal )?(SIG[A-Z]+): `)
 
 // readOutput reads the worker's stdout and stderr into the tail and the
 // debug log, line by line, each line cut at maxOutputLine.
