@@ -5,7 +5,7 @@ GO      ?= go
 LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
 BIN     := bin/hsm-agent
 
-.PHONY: all build faultmod deps demo test gotest lint bench bench-probe bench-cases package test-packaging clean
+.PHONY: all build faultmod deps demo test gotest gotest-race lint bench bench-probe bench-cases package test-packaging clean
 
 all: build
 
@@ -32,7 +32,12 @@ lint:
 gotest:
 	$(GO) test -count=1 -timeout 10m ./...
 
-test: deps lint build test-packaging gotest
+# The race detector over the probe and the collector (worker pipes, timers,
+# the poll loop).
+gotest-race:
+	$(GO) test -race -count=1 -timeout 10m ./collector/...
+
+test: deps lint build test-packaging gotest gotest-race
 
 # systemd unit (verify, security score <= 1.5), Prometheus rules and dashboard,
 # .deb/.rpm build, install, upgrade and purge. Needs root.

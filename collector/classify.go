@@ -36,7 +36,11 @@ type Verdict struct {
 //   - a token hung before its serial was known: unresponsive too, since the
 //     hung token may be this device and we cannot tell;
 //   - a token failed token_info so its serial is unknown: failed, likewise;
-//   - the module failed (could not load or initialise, worker crashed): module_error;
+//   - the serial's call crashed the worker: module_error for this device
+//     only (a crash before the serial was known: module_error, it may be
+//     this one);
+//   - the module failed (could not load or initialise, worker crashed
+//     outside any token): module_error;
 //   - otherwise: missing.
 func Classify(serial string, res probe.Result, pol Policy) Verdict {
 	for i := range res.Tokens {
@@ -65,6 +69,18 @@ func Classify(serial string, res probe.Result, pol Policy) Verdict {
 			return Verdict{State: StateFailed, Kind: KindHardware,
 				Reason: fmt.Sprintf("not reported: a token of module %s (slot %d) failed check token_info (%s) so its serial is unknown, it may be this one",
 					res.Module, t.SlotID, failedCheck(t, p11.CheckTokenInfo))}
+		}
+	}
+	for _, c := range res.Crashed {
+		if c.Serial == serial {
+			return Verdict{State: StateModuleError, Kind: KindOperational,
+				Reason: fmt.Sprintf("module %s: %s (check %s); the other tokens were probed in a fresh worker", res.Module, c.Reason, c.Check)}
+		}
+	}
+	for _, c := range res.Crashed {
+		if c.Serial == "" {
+			return Verdict{State: StateModuleError, Kind: KindOperational,
+				Reason: fmt.Sprintf("not reported: a token of module %s crashed the worker before its serial was known (%s), it may be this one", res.Module, c.Reason)}
 		}
 	}
 	if res.ModuleError != "" {

@@ -428,6 +428,7 @@ func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Re
 		Fresh:        res.Fresh,
 		Error:        res.ModuleError,
 		Unresponsive: len(res.Unresponsive),
+		Crashed:      len(res.Crashed),
 		Tokens:       len(res.Tokens),
 	}
 	if res.ModuleError != "" {

@@ -439,13 +439,14 @@ func TestE2EModuleErrorCrash(t *testing.T) {
 		t.Errorf("hsm_up after a crash = %v", v)
 	}
 
-	// A crash in one token's call: that token is not reported.
+	// A crash in one token's call: that token alone is charged.
 	if err := r.faults.ClearModule(pkcs11test.FaultCrash); err != nil {
 		t.Fatal(err)
 	}
 	r.set(r.serial(1), pkcs11test.FaultCrash, "C_GenerateRandom")
 	s = r.poll(false)
-	expect(t, s, "dev-1", StateModuleError, KindOperational, "crashed")
+	expect(t, s, "dev-1", StateModuleError, KindOperational, "SIGABRT in C_GenerateRandom", "crashed")
+	r.allHealthy(s, "dev-1")
 
 	// The collector survived; the next poll recovers once the fault is gone.
 	r.clearAll()

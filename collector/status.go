@@ -115,6 +115,8 @@ type ModuleStatus struct {
 	Error string
 	// Unresponsive counts tokens that were in flight when the deadline hit.
 	Unresponsive int
+	// Crashed counts tokens whose call crashed the worker.
+	Crashed int
 	// Tokens counts the tokens that reported.
 	Tokens int
 	// Unexpected counts reported tokens whose serial is not in the inventory.
@@ -123,7 +125,9 @@ type ModuleStatus struct {
 
 // Success reports whether the latest poll completed without a module error
 // and without a hung token. It is the value of hsm_module_probe_success.
-func (m ModuleStatus) Success() bool { return m.Polled && m.Error == "" && m.Unresponsive == 0 }
+func (m ModuleStatus) Success() bool {
+	return m.Polled && m.Error == "" && m.Unresponsive == 0 && m.Crashed == 0
+}
 
 // UnexpectedToken is an initialised token whose serial is not in the
 // inventory; it may be a replacement unit waiting to be registered.

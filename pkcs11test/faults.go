@@ -47,6 +47,18 @@ const (
 	FaultCrash Fault = "crash"
 	// FaultInitError (module only) makes C_Initialize return CKR_GENERAL_ERROR.
 	FaultInitError Fault = "init_error"
+	// FaultSegv writes through a null pointer inside calls: a real SIGSEGV,
+	// which the Go runtime of the probe worker reports with a register
+	// dump. Value as for FaultDeviceError.
+	FaultSegv Fault = "segv"
+	// FaultChatter writes a line to stdout and one to stderr at every call,
+	// as vendor libraries do; as a module fault present when the module
+	// loads it also prints a banner then. Value ignored.
+	FaultChatter Fault = "chatter"
+	// FaultFlood writes BYTES of output to stdout without a line break.
+	// Value: "BYTES" or "BYTES:C_Fn,C_Fn" (module fault: C_GetSlotList
+	// unless functions are named).
+	FaultFlood Fault = "flood"
 )
 
 // Environment variables the fault module reads when it is loaded.
@@ -88,10 +100,12 @@ func (f *Faults) Env() map[string]string {
 var tokenFaults = map[Fault]bool{
 	FaultMissing: true, FaultDeviceError: true, FaultHang: true, FaultSlow: true,
 	FaultFirmware: true, FaultSerial: true, FaultLabel: true, FaultFlags: true, FaultCrash: true,
+	FaultSegv: true, FaultChatter: true, FaultFlood: true,
 }
 
 var moduleFaults = map[Fault]bool{
 	FaultInitError: true, FaultCrash: true, FaultHang: true, FaultSlow: true, FaultDeviceError: true,
+	FaultSegv: true, FaultChatter: true, FaultFlood: true,
 }
 
 // flagNames are the token flag names the module understands.
@@ -110,7 +124,7 @@ func (f *Faults) Set(serial string, fault Fault, value string) error {
 		return err
 	}
 	if !tokenFaults[fault] {
-		return fmt.Errorf("pkcs11test: %q is not a token fault (want one of missing, device_error, hang, slow, firmware, serial, label, flags, crash)", fault)
+		return fmt.Errorf("pkcs11test: %q is not a token fault (want one of missing, device_error, hang, slow, firmware, serial, label, flags, crash, segv, chatter, flood)", fault)
 	}
 	if err := checkValue(fault, value); err != nil {
 		return err
@@ -137,12 +151,13 @@ func (f *Faults) ClearToken(serial string) error {
 	return nil
 }
 
-// SetModule puts a module-wide fault: FaultInitError, or FaultCrash,
-// FaultHang, FaultSlow, FaultDeviceError in the named functions (empty value:
-// C_GetSlotList; for FaultSlow "MS" or "MS:C_Fn,C_Fn").
+// SetModule puts a module-wide fault: FaultInitError, FaultChatter, or
+// FaultCrash, FaultSegv, FaultHang, FaultSlow, FaultDeviceError, FaultFlood
+// in the named functions (empty value: C_GetSlotList; for FaultSlow "MS" or
+// "MS:C_Fn,C_Fn", for FaultFlood "BYTES" or "BYTES:C_Fn,C_Fn").
 func (f *Faults) SetModule(fault Fault, value string) error {
 	if !moduleFaults[fault] {
-		return fmt.Errorf("pkcs11test: %q is not a module fault (want one of init_error, crash, hang, slow, device_error)", fault)
+		return fmt.Errorf("pkcs11test: %q is not a module fault (want one of init_error, crash, segv, hang, slow, device_error, chatter, flood)", fault)
 	}
 	if err := checkValue(fault, value); err != nil {
 		return err
@@ -180,10 +195,11 @@ func checkSerial(serial string) error {
 
 func checkValue(fault Fault, value string) error {
 	switch fault {
-	case FaultSlow:
+	case FaultSlow, FaultFlood:
 		ms, _, _ := strings.Cut(value, ":")
 		if n, err := strconv.Atoi(ms); err != nil || n <= 0 {
-			return fmt.Errorf("pkcs11test: slow fault value %q: want milliseconds > 0, optionally followed by :C_Fn,C_Fn", value)
+			unit := map[Fault]string{FaultSlow: "milliseconds", FaultFlood: "bytes"}[fault]
+			return fmt.Errorf("pkcs11test: %s fault value %q: want %s > 0, optionally followed by :C_Fn,C_Fn", fault, value, unit)
 		}
 	case FaultFirmware:
 		maj, min, ok := strings.Cut(value, ".")
@@ -207,7 +223,7 @@ func checkValue(fault Fault, value string) error {
 				return fmt.Errorf("pkcs11test: flags fault value %q: unknown flag %q (use lower-case CKF_ names without prefix, e.g. user_pin_locked)", value, name)
 			}
 		}
-	case FaultDeviceError, FaultHang, FaultCrash:
+	case FaultDeviceError, FaultHang, FaultCrash, FaultSegv:
 		for _, fn := range strings.Split(value, ",") {
 			if fn = strings.TrimSpace(fn); fn != "" && !strings.HasPrefix(fn, "C_") {
 				return fmt.Errorf("pkcs11test: %s fault value %q: %q is not a PKCS#11 function name (C_...)", fault, value, fn)

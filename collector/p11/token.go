@@ -18,6 +18,25 @@ const (
 	CheckSessionClose = "session_close"
 )
 
+// CheckFunction names the PKCS#11 call a check of the probe makes
+// ("C_GetTokenInfo" for token_info), for messages; an unknown check is
+// returned as it is.
+func CheckFunction(check string) string {
+	switch check {
+	case CheckTokenInfo:
+		return "C_GetTokenInfo"
+	case CheckSessionOpen:
+		return "C_OpenSession"
+	case CheckRandom:
+		return "C_GenerateRandom"
+	case CheckSessionClose:
+		return "C_CloseSession"
+	case CheckLoginSign:
+		return "C_Login/C_Sign"
+	}
+	return check
+}
+
 // Token is what one probe learned about one token.
 type Token struct {
 	SlotID       uint     `json:"slot_id"`
@@ -48,6 +67,16 @@ type Check struct {
 }
 
 // HasFlag reports whether the token carries the named flag.
+// Check returns the named check of t, or nil if t has none.
+func (t *Token) Check(name string) *Check {
+	for i := range t.Checks {
+		if t.Checks[i].Name == name {
+			return &t.Checks[i]
+		}
+	}
+	return nil
+}
+
 func (t Token) HasFlag(flag string) bool {
 	for _, f := range t.Flags {
 		if f == flag {

@@ -74,7 +74,7 @@ const (
 	EventSelfTest = "selftest"
 )
 
-// WorkerEvent is one JSON line a worker writes to stdout.
+// WorkerEvent is one JSON line a worker writes on its protocol descriptor.
 type WorkerEvent struct {
 	Type     string `json:"t"`
 	Slot     uint   `json:"slot"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/miekg/pkcs11"
@@ -17,8 +18,13 @@ const (
 	ExitOK     = 0 // stdin closed, library finalised
 	ExitUsage  = 2 // bad arguments
 	ExitInit   = 3 // the library could not load or initialise (a fatal event says why)
-	ExitBroken = 4 // stdout closed or a request could not be read
+	ExitBroken = 4 // the protocol descriptor closed or a request could not be read
 )
+
+// ProtocolFD is the descriptor on which a probe worker writes its events
+// (design.md: the probe worker speaks its protocol on fd 3; stdout and
+// stderr belong to the library).
+const ProtocolFD = 3
 
 // randomBytes is how many bytes the random check asks C_GenerateRandom for.
 const randomBytes = 32
@@ -26,17 +32,30 @@ const randomBytes = 32
 // maxRequestLine bounds one request line on stdin.
 const maxRequestLine = 1 << 20
 
+// Main runs a probe worker on this process's descriptors: requests on
+// stdin, events on the protocol descriptor (ProtocolOutput), logs on stderr.
+// It returns the process exit code.
+func Main(args []string, stderr io.Writer) int {
+	out, err := ProtocolOutput()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	return WorkerMain(args, os.Stdin, out, stderr)
+}
+
 // WorkerMain is the child side of probe isolation, run as
 // `hsm-agent probe-worker --library PATH [--mode probe|selftest]`.
 // It reads WorkerRequest JSON lines on stdin, writes WorkerEvent JSON lines
-// on stdout (one flush per token, so the parent sees progress as it
-// happens), and logs to stderr. It returns the process exit code.
+// on out, the protocol descriptor (one flush per token, so the parent sees
+// progress as it happens), and logs to stderr. It returns the process exit
+// code.
 //
 // In probe mode the library is loaded and C_Initialize'd once, at start; the
 // worker then answers requests until stdin closes. In self-test mode it
 // answers one request with crypto11 and exits. A PIN only ever arrives on
 // stdin, never in args or the environment.
-func WorkerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func WorkerMain(args []string, stdin io.Reader, out, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	library := fs.String("library", "", "path of the PKCS#11 `library` to probe")
@@ -55,13 +74,13 @@ func WorkerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		log.Error("probe-worker needs --library PATH (the module's PKCS#11 library)")
 		return ExitUsage
 	}
-	out := newEventWriter(bufio.NewWriterSize(stdout, 64<<10))
+	ew := newEventWriter(bufio.NewWriterSize(out, 64<<10))
 	in := bufio.NewReaderSize(stdin, 64<<10)
 	switch *mode {
 	case ModeProbe:
-		return probeMain(*library, in, out, log)
+		return probeMain(*library, in, ew, log)
 	case ModeSelfTest:
-		return selfTestMain(*library, in, out, log)
+		return selfTestMain(*library, in, ew, log)
 	default:
 		log.Error("unknown --mode; use probe or selftest", "got", *mode)
 		return ExitUsage

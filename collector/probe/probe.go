@@ -71,16 +71,28 @@ type Result struct {
 	Fresh bool
 	// ModuleError is set when the library could not load or initialise, the
 	// worker crashed or gave no answer outside any token, C_GetSlotList
-	// failed, hung tokens used up the budget before every slot was probed,
-	// or the poll was cancelled; Tokens may then be partial.
+	// failed, hung or crashed tokens used up the budget before every slot
+	// was probed, or the poll was cancelled; Tokens may then be partial.
 	ModuleError string
 	// Tokens are the tokens that reported, in slot ID order. A token whose
 	// C_GetTokenInfo failed carries the serial last seen in its slot, if any
 	// (its token_info check says it failed). Self-test results (login_sign)
 	// are merged into the token's Checks.
 	Tokens []p11.Token
-	// Unresponsive are tokens that were in flight when a deadline hit.
+	// Unresponsive are tokens that were in flight when their deadline hit.
 	Unresponsive []Unresponsive
+	// Crashed are tokens whose call crashed the worker; the tokens after
+	// them were probed by a fresh worker.
+	Crashed []Crashed
+}
+
+// Crashed names a token that was in flight when its worker died.
+type Crashed struct {
+	SlotID uint
+	Serial string // empty if the crash came before the serial was known and no earlier poll knew it
+	Check  string // the check in flight (p11.Check* names)
+	// Reason says how and where, e.g. "SIGSEGV in C_GetTokenInfo on slot 3".
+	Reason string
 }
 
 // Unresponsive names a token a worker hung on.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/collector/p11"
@@ -34,16 +35,18 @@ const minRetryBudget = 50 * time.Millisecond
 // keeps one worker warm between polls and replaces it after a hang, a crash,
 // every ReinitInterval and on Request.Fresh. Poll calls are serialised.
 //
-// Deadline budget: the first worker gets Options.Timeout from the start of
-// the poll. If a token hangs, the worker is killed at that deadline, the
-// token is reported Unresponsive, and a fresh worker told to skip it (and
-// the tokens already reported) probes the rest, with a deadline of at most
-// Timeout more but never past twice Timeout from the start; this repeats for
-// each further hung token while the budget lasts. So one poll never takes
-// more than 2×Timeout (plus process start-up and kill slack), and a poll
-// with one hung token returns at Timeout plus the time the fresh worker
-// needs for the remaining tokens. Self-tests run in parallel, each in its
-// own short-lived worker with a deadline of Timeout from the start.
+// Deadline budget: each token is charged for its own time. A worker gets
+// Options.Timeout to load the library, initialise and list the slots, and
+// each token gets Timeout from when the worker begins it. A token that
+// hangs past its Timeout is reported Unresponsive, one whose call crashes
+// the worker Crashed; either way a fresh worker told to skip it (and the
+// tokens already reported) probes the rest. No token is begun and no fresh
+// worker started after twice Timeout from the start, so a token probe never
+// takes more than 3×Timeout (plus process start-up and kill slack); a poll
+// with one hung token returns at its Timeout plus the time the fresh worker
+// needs for the remaining tokens. Then self-tests run in parallel, each in
+// its own short-lived worker, with Timeout plus the C_GetTokenInfo time
+// spent finding the token (see startSelfTests).
 type Prober struct {
 	opts    Options
 	log     *slog.Logger
@@ -138,9 +141,8 @@ func (p *Prober) Poll(ctx context.Context, req Request) Result {
 	stop := context.AfterFunc(p.closeCtx, cancel)
 	defer stop()
 
-	runs := p.startSelfTests(ctx, start.Add(p.opts.Timeout), req.SelfTests)
 	p.probeTokens(ctx, req.Fresh, start, &res)
-	p.finishSelfTests(runs, &res)
+	p.finishSelfTests(p.startSelfTests(ctx, req.SelfTests, &res), &res)
 	res.Duration = time.Since(start)
 	return res
 }
@@ -167,12 +169,14 @@ func (p *Prober) Close() error {
 	return nil
 }
 
-// inflight is what a worker announced it was doing last.
+// inflight is what a worker announced it was doing last; since is when
+// the worker began that slot (the token's own budget starts there).
 type inflight struct {
 	valid  bool
 	slot   uint
 	check  string
 	serial string
+	since  time.Time
 }
 
 type outcomeKind int
@@ -184,6 +188,7 @@ const (
 	outExited
 	outFatal
 	outSlotList
+	outBudget // the poll's budget ended before the worker began a token
 )
 
 type outcome struct {
@@ -194,10 +199,12 @@ type outcome struct {
 	slots []uint
 }
 
-// probeTokens runs the token probe, with retries after hangs, into res.
+// probeTokens runs the token probe into res. A token that hangs past its
+// own budget (Timeout from when the worker began it) or crashes the worker
+// is charged for it: it is reported unresponsive or crashed, and a fresh
+// worker told to skip it probes the tokens not yet reported.
 func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, res *Result) {
 	timeout := p.opts.Timeout
-	deadline := start.Add(timeout)
 	hard := start.Add(2 * timeout)
 	seen := make(map[string]bool)
 	var skip p11.WorkerRequest
@@ -217,7 +224,8 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			res.Fresh = isFresh
 		}
 		w := p.w
-		o := p.runAttempt(ctx, w, deadline, skip, res, seen)
+		o := p.runAttempt(ctx, w, hard, skip, res, seen)
+		var out Unresponsive
 		switch o.kind {
 		case outDone:
 			complete = attempt == 0
@@ -235,7 +243,15 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			return
 		case outExited:
 			p.dropWorker(false)
-			res.ModuleError = p.exitMessage(w, o, hard)
+			if !o.inflight.valid || w.readErr != nil {
+				res.ModuleError = p.exitMessage(w, o, hard)
+				return
+			}
+			out = p.crashed(ctx, w, o, hard, res)
+		case outBudget:
+			p.dropWorker(true)
+			res.ModuleError = fmt.Sprintf("probe budget (2 x probe_timeout = %s) used up by slow, unresponsive or crashed tokens before slot %d; it and the slots after it were not probed",
+				2*timeout, o.inflight.slot)
 			return
 		case outDeadline:
 			p.dropWorker(true)
@@ -243,65 +259,112 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 				res.ModuleError = fmt.Sprintf("probe worker gave no answer within %s %s; killed it", roundMS(time.Since(start)), describeInflight(o.inflight, w))
 				return
 			}
-			u := Unresponsive{SlotID: o.inflight.slot, Serial: o.inflight.serial, Check: o.inflight.check}
-			if u.Serial == "" {
-				u.Serial = p.slotSerial[u.SlotID]
-			}
-			level := slog.LevelWarn
-			if p.hungSlots[u.SlotID] {
-				level = slog.LevelDebug // still hung: said already
-			}
-			p.log.Log(ctx, level, "token did not answer before the probe deadline; killed the worker",
-				"slot", u.SlotID, "serial", u.Serial, "check", u.Check, "timeout", timeout)
-			res.Unresponsive = append(res.Unresponsive, u)
-			if u.Check == p11.CheckSessionClose {
-				// It reported, then hung closing its session: it is unresponsive.
-				res.Tokens = slices.DeleteFunc(res.Tokens, func(t p11.Token) bool { return t.SlotID == u.SlotID })
-			}
-			skip.SkipSlots = append(skip.SkipSlots, u.SlotID)
-			if u.Serial != "" {
-				skip.SkipSerials = append(skip.SkipSerials, u.Serial)
-				seen[u.Serial] = true
-			}
-			for _, t := range res.Tokens {
-				if t.Serial != "" {
-					seen[t.Serial] = true
-					skip.SkipSerials = append(skip.SkipSerials, t.Serial)
-				} else {
-					skip.SkipSlots = append(skip.SkipSlots, t.SlotID)
-				}
-			}
-			skip.SkipSlots = dedupe(skip.SkipSlots)
-			skip.SkipSerials = dedupe(skip.SkipSerials)
-			// Slots after the hung one that the worker never reached.
-			var left []uint
-			if i := slices.Index(o.slots, u.SlotID); i >= 0 {
-				for _, s := range o.slots[i+1:] {
-					if !p.silentSlots[s] && !slices.Contains(skip.SkipSlots, s) {
-						left = append(left, s)
-					}
-				}
-			}
-			if len(left) == 0 {
-				return
-			}
-			budget := time.Until(hard)
-			if budget < minRetryBudget {
-				res.ModuleError = fmt.Sprintf("probe budget (2 x probe_timeout = %s) used up after %d unresponsive token(s); slots %v were not probed",
-					2*timeout, len(res.Unresponsive), left)
-				return
-			}
-			deadline = time.Now().Add(min(timeout, budget))
-			fresh = true
+			out = p.unresponsive(ctx, o, res)
 		}
+		left := p.skipAndLeft(out, o.slots, &skip, res, seen)
+		if len(left) == 0 {
+			return
+		}
+		if time.Until(hard) < minRetryBudget {
+			res.ModuleError = fmt.Sprintf("probe budget (2 x probe_timeout = %s) used up after %d unresponsive or crashed token(s); slots %v were not probed",
+				2*timeout, len(res.Unresponsive)+len(res.Crashed), left)
+			return
+		}
+		fresh = true
 	}
 }
 
+// unresponsive records the token in flight at its deadline.
+func (p *Prober) unresponsive(ctx context.Context, o outcome, res *Result) Unresponsive {
+	u := Unresponsive{SlotID: o.inflight.slot, Serial: o.inflight.serial, Check: o.inflight.check}
+	if u.Serial == "" {
+		u.Serial = p.slotSerial[u.SlotID]
+	}
+	level := slog.LevelWarn
+	if p.hungSlots[u.SlotID] {
+		level = slog.LevelDebug // still hung: said already
+	}
+	p.log.Log(ctx, level, "token did not answer within its probe_timeout; killed the worker",
+		"slot", u.SlotID, "serial", u.Serial, "check", u.Check, "timeout", p.opts.Timeout)
+	res.Unresponsive = append(res.Unresponsive, u)
+	return u
+}
+
+// crashed records the token in flight when the worker died: its call
+// crashed the library, the token's own fault.
+func (p *Prober) crashed(ctx context.Context, w *worker, o outcome, hard time.Time, res *Result) Unresponsive {
+	u := Unresponsive{SlotID: o.inflight.slot, Serial: o.inflight.serial, Check: o.inflight.check}
+	if u.Serial == "" {
+		u.Serial = p.slotSerial[u.SlotID]
+	}
+	cause := p.crashCause(w, hard)
+	reason := fmt.Sprintf("%s in %s on slot %d; the probe worker crashed", cause, p11.CheckFunction(u.Check), u.SlotID)
+	p.log.Log(ctx, slog.LevelWarn, "a token's call crashed the probe worker; probing the others in a fresh one",
+		"slot", u.SlotID, "serial", u.Serial, "check", u.Check, "err", reason, "output", w.stderrTail())
+	res.Crashed = append(res.Crashed, Crashed{SlotID: u.SlotID, Serial: u.Serial, Check: u.Check, Reason: reason})
+	return u
+}
+
+// crashCause names how a dead worker ended: the signal that killed it
+// ("SIGABRT"), the signal the Go runtime reported for a crash in C code
+// ("SIGSEGV"), else its exit status.
+func (p *Prober) crashCause(w *worker, hard time.Time) string {
+	if !w.waitExit(min(time.Second, max(time.Until(hard), 100*time.Millisecond))) {
+		w.kill()
+		return "the worker closed its protocol but did not exit; killed it"
+	}
+	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return signalName(ws.Signal())
+	}
+	if sig := w.stderr.fatalSignal(); sig != "" {
+		return sig
+	}
+	return w.exitStatus()
+}
+
+// skipAndLeft adds out (a token that hung or crashed) and the tokens
+// already reported to skip, and returns the listed slots after out's that
+// the worker never reached.
+func (p *Prober) skipAndLeft(out Unresponsive, slots []uint, skip *p11.WorkerRequest, res *Result, seen map[string]bool) []uint {
+	if out.Check == p11.CheckSessionClose {
+		// It reported, then hung or crashed closing its session: it counts
+		// as what happened last.
+		res.Tokens = slices.DeleteFunc(res.Tokens, func(t p11.Token) bool { return t.SlotID == out.SlotID })
+	}
+	skip.SkipSlots = append(skip.SkipSlots, out.SlotID)
+	if out.Serial != "" {
+		skip.SkipSerials = append(skip.SkipSerials, out.Serial)
+		seen[out.Serial] = true
+	}
+	for _, t := range res.Tokens {
+		if t.Serial != "" {
+			seen[t.Serial] = true
+			skip.SkipSerials = append(skip.SkipSerials, t.Serial)
+		} else {
+			skip.SkipSlots = append(skip.SkipSlots, t.SlotID)
+		}
+	}
+	skip.SkipSlots = dedupe(skip.SkipSlots)
+	skip.SkipSerials = dedupe(skip.SkipSerials)
+	var left []uint
+	if i := slices.Index(slots, out.SlotID); i >= 0 {
+		for _, s := range slots[i+1:] {
+			if !p.silentSlots[s] && !slices.Contains(skip.SkipSlots, s) {
+				left = append(left, s)
+			}
+		}
+	}
+	return left
+}
+
 // runAttempt sends one probe request to w and reads its events into res
-// until the request is done, the deadline passes, ctx ends or w exits.
+// until the request is done, a deadline passes, ctx ends or w exits. The
+// worker has Timeout (within hard) to load, initialise and list slots, then
+// each token has Timeout from when the worker begins it; no token is begun
+// after hard.
 // Tokens whose serial is in seen (reported by an earlier worker of this
 // poll) are dropped; duplicates within one worker's answer are kept.
-func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, req p11.WorkerRequest, res *Result, seen map[string]bool) outcome {
+func (p *Prober) runAttempt(ctx context.Context, w *worker, hard time.Time, req p11.WorkerRequest, res *Result, seen map[string]bool) outcome {
 	var o outcome
 	line, err := json.Marshal(req)
 	if err != nil {
@@ -311,7 +374,9 @@ func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, 
 		o.kind = outExited
 		return o
 	}
-	timer := time.NewTimer(time.Until(deadline))
+	// Loading, initialising and listing slots get Timeout, within hard; a
+	// token begun before hard gets its whole Timeout.
+	timer := time.NewTimer(min(p.opts.Timeout, time.Until(hard)))
 	defer timer.Stop()
 	for {
 		select {
@@ -329,7 +394,16 @@ func (p *Prober) runAttempt(ctx context.Context, w *worker, deadline time.Time, 
 				case p11.EventSlots:
 					o.slots = ev.SlotList
 				case p11.EventBegin:
-					o.inflight = inflight{valid: true, slot: ev.Slot, check: ev.Check, serial: ev.Serial}
+					since := o.inflight.since
+					if !o.inflight.valid || o.inflight.slot != ev.Slot {
+						since = time.Now() // a new token: its own budget
+						if since.After(hard) {
+							o.kind, o.inflight = outBudget, inflight{valid: true, slot: ev.Slot, check: ev.Check, serial: ev.Serial}
+							return o
+						}
+						timer.Reset(p.opts.Timeout)
+					}
+					o.inflight = inflight{valid: true, slot: ev.Slot, check: ev.Check, serial: ev.Serial, since: since}
 				case p11.EventToken:
 					o.inflight.valid = false
 					if ev.Token == nil {
@@ -389,24 +463,20 @@ func (p *Prober) dropWorker(kill bool) {
 	p.w = nil
 }
 
-// exitMessage describes a worker that stopped mid-poll.
+// exitMessage describes a worker that stopped mid-poll outside any token
+// (or wrote bad output). The output tail is quoted unless the Go runtime
+// reported the crash: its register dump is logged, never the reason.
 func (p *Prober) exitMessage(w *worker, o outcome, hard time.Time) string {
 	if w.readErr != nil {
 		w.kill()
 		return fmt.Sprintf("probe worker wrote bad output (%v) %s; killed it", w.readErr, describeInflight(o.inflight, w))
 	}
-	wait := min(time.Second, max(time.Until(hard), 100*time.Millisecond))
-	status := "did not exit after closing its output; killed it"
-	if w.waitExit(wait) {
-		status = w.exitStatus()
-	} else {
-		w.kill()
+	msg := fmt.Sprintf("probe worker crashed (%s) %s", p.crashCause(w, hard), describeInflight(o.inflight, w))
+	t := w.stderrTail()
+	if t != "" && w.stderr.fatalSignal() == "" {
+		msg += "; last output: " + t
 	}
-	msg := fmt.Sprintf("probe worker crashed (%s) %s", status, describeInflight(o.inflight, w))
-	if t := w.stderrTail(); t != "" {
-		msg += "; last stderr: " + t
-	}
-	p.log.Error("probe worker crashed", "err", msg)
+	p.log.Error("probe worker crashed", "err", msg, "output", t)
 	return msg
 }
 

@@ -19,3 +19,7 @@ func killGroup(cmd *exec.Cmd) {
 
 // outputPipe returns a pipe for a worker's stdout.
 func outputPipe() (r, w *os.File, err error) { return os.Pipe() }
+
+// attachProtocol makes w the worker's stdout: without inherited extra
+// descriptors the protocol shares stdout with the library.
+func attachProtocol(cmd *exec.Cmd, w *os.File) { cmd.Stdout = w }

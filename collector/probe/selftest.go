@@ -44,14 +44,27 @@ type selftestRun struct {
 	check   *p11.Check
 }
 
-// startSelfTests decides which self-tests are due and starts a worker for
-// each, to finish by deadline. PIN files are read here, by the parent.
-func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests []SelfTest) []*selftestRun {
+// startSelfTests decides which self-tests of the tokens that reported in
+// res are due and starts a worker for each. PIN files are read here, by the
+// parent. Each self-test has Timeout plus twice the time this poll's
+// C_GetTokenInfo calls took: the worker and then crypto11 walk the slots
+// with it to find the token, so a slow neighbour is charged for its own
+// time, not the self-test.
+func (p *Prober) startSelfTests(ctx context.Context, tests []SelfTest, res *Result) []*selftestRun {
 	var runs []*selftestRun
 	now := time.Now()
+	var walk time.Duration
+	for i := range res.Tokens {
+		if c := res.Tokens[i].Check(p11.CheckTokenInfo); c != nil {
+			walk += c.Duration
+		}
+	}
 	for _, st := range tests {
 		if st.Serial == "" || st.PINFile == "" {
 			continue
+		}
+		if tokenOf(res, st.Serial) == nil {
+			continue // not reported: nothing to show a result on; due next poll
 		}
 		state := p.selftests[st.Serial]
 		if state == nil {
@@ -61,7 +74,7 @@ func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests [
 		run := &selftestRun{serial: st.Serial, pinFile: st.PINFile}
 		pin, fp, err := readPINFile(st.PINFile)
 		run.fp = fp
-		due, skip := p.selfTestDue(st, state, fp, err, now)
+		due, skip := p.selfTestDue(st, state, fp, err, now, res)
 		if !due {
 			clear(pin)
 			if skip != nil {
@@ -73,6 +86,7 @@ func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests [
 		state.lastRun = now
 		run.done = make(chan struct{})
 		runs = append(runs, run)
+		deadline := now.Add(p.opts.Timeout + 2*walk)
 		go func() {
 			defer close(run.done)
 			c := p.runSelfTest(ctx, deadline, st.Serial, pin)
@@ -84,7 +98,7 @@ func (p *Prober) startSelfTests(ctx context.Context, deadline time.Time, tests [
 
 // selfTestDue decides whether the self-test of st runs now. When it does
 // not, skip is the not-run check to report, or nil when nothing is due.
-func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprint, readErr error, now time.Time) (due bool, skip *p11.Check) {
+func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprint, readErr error, now time.Time, res *Result) (due bool, skip *p11.Check) {
 	intervalDue := state.lastRun.IsZero() || now.Sub(state.lastRun) >= p.opts.SelftestInterval
 	if readErr != nil {
 		if msg := readErr.Error(); msg != state.readErr {
@@ -113,8 +127,10 @@ func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprin
 	if f := (p11.Token{Flags: p.lastFlags[st.Serial]}).BlocksLogin(); f != "" {
 		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "token reports " + f + "; never logging in (a wrong PIN could lock it)"}
 	}
-	if len(p.hungSlots) > 0 {
-		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "a token of this module hung in the last poll; self-tests wait until none does"}
+	if len(res.Unresponsive) > 0 || len(res.Crashed) > 0 {
+		// crypto11 walks the slots to find a token: it would hang or crash
+		// on that token, and the self-test would be charged for it.
+		return false, &p11.Check{Name: p11.CheckLoginSign, NotRun: "a token of this module hung or crashed in this poll; self-tests wait until none does"}
 	}
 	return true, nil
 }
@@ -154,6 +170,16 @@ func (p *Prober) finishSelfTests(runs []*selftestRun, res *Result) {
 			p.log.Debug("self-test result for a token that did not report in this poll; retrying next poll", "serial", run.serial, "ok", c.OK, "error", c.Error)
 		}
 	}
+}
+
+// tokenOf returns the token of res with serial, or nil.
+func tokenOf(res *Result, serial string) *p11.Token {
+	for i := range res.Tokens {
+		if res.Tokens[i].Serial == serial {
+			return &res.Tokens[i]
+		}
+	}
+	return nil
 }
 
 // runSelfTest runs one self-test in its own worker.
@@ -199,7 +225,7 @@ func (p *Prober) runSelfTest(ctx context.Context, deadline time.Time, serial str
 				}
 				msg := fmt.Sprintf("self-test worker ended without a result (%s)", status)
 				if t := w.stderrTail(); t != "" {
-					msg += "; last stderr: " + t
+					msg += "; last output: " + t
 				}
 				return fail("%s", msg)
 			}

@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -29,4 +30,9 @@ func killGroup(cmd *exec.Cmd) {
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		cmd.Process.Kill()
 	}
+}
+
+// attachProtocol passes w to the worker as fd 3, its protocol descriptor.
+func attachProtocol(cmd *exec.Cmd, w *os.File) {
+	cmd.ExtraFiles = []*os.File{w}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,13 +26,15 @@ type worker struct {
 	log     *slog.Logger
 	ready   bool // a ready event arrived: the library is initialised
 
-	// events carries stdout in batches of parsed lines; closed at EOF.
+	// events carries the protocol in batches of parsed lines; closed at EOF.
 	events  chan []p11.WorkerEvent
-	readErr error // why events closed early (bad line); read after close
+	readErr error // why events closed early (bad or overlong line); read after close
 
 	exited  chan struct{} // closed once the process is reaped
 	exitErr error         // Wait's error; read after exited
 
+	// stderr keeps the last lines of the worker's stdout and stderr (the
+	// library's output and the worker's own log).
 	stderr     *tail
 	stderrDone chan struct{}
 
@@ -41,15 +44,17 @@ type worker struct {
 	quitOnce sync.Once
 }
 
-// stopListening tells the stdout reader that nobody reads events any more.
+// stopListening tells the protocol reader that nobody reads events any more.
 func (w *worker) stopListening() { w.quitOnce.Do(func() { close(w.quit) }) }
 
 // closeStdin closes the worker's stdin (once): a probe worker then
 // finalises the library and exits.
 func (w *worker) closeStdin() { w.closeOnce.Do(func() { w.stdin.Close() }) }
 
-// startWorker starts a worker in mode. scrub cleans stderr lines before they
-// are logged or kept (it hides a PIN the worker was given).
+// startWorker starts a worker in mode. Its events arrive on a pipe of their
+// own (the protocol descriptor, fd 3); its stdout and stderr, which belong to
+// the library, share one pipe that feeds the output tail. scrub cleans output
+// lines before they are logged or kept (it hides a PIN the worker was given).
 func startWorker(command []string, env []string, library, mode string, log *slog.Logger, scrub func(string) string) (*worker, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -59,7 +64,7 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 	if err != nil {
 		inR.Close()
 		inW.Close()
-		return nil, fmt.Errorf("start probe worker: stdout pipe: %w", err)
+		return nil, fmt.Errorf("start probe worker: protocol pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -67,12 +72,13 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 		inW.Close()
 		outR.Close()
 		outW.Close()
-		return nil, fmt.Errorf("start probe worker: stderr pipe: %w", err)
+		return nil, fmt.Errorf("start probe worker: output pipe: %w", err)
 	}
 	args := append(append([]string{}, command[1:]...), p11.WorkerArgs(library, mode)...)
 	cmd := exec.Command(command[0], args...)
 	cmd.Env = env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, errW, errW
+	attachProtocol(cmd, outW)
 	setProcAttr(cmd)
 	start := time.Now()
 	err = cmd.Start()
@@ -96,8 +102,8 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 		stderrDone: make(chan struct{}),
 		quit:       make(chan struct{}),
 	}
-	go w.readStdout(outR)
-	go w.readStderr(errR, scrub)
+	go w.readEvents(outR)
+	go w.readOutput(errR, scrub)
 	go func() {
 		w.exitErr = cmd.Wait()
 		close(w.exited)
@@ -105,27 +111,37 @@ func startWorker(command []string, env []string, library, mode string, log *slog
 	return w, nil
 }
 
-// readBatchDelay is the pause after each read of a worker's stdout. A
+// readBatchDelay is the pause after each read of a worker's protocol. A
 // worker writes a few lines per token; reading them as they come would wake
 // this process thousands of times per poll, which costs more than the
 // probe itself. The pause bounds the wake-ups to about 1,000 a second; a
 // line waits at most this long (deadlines are seconds).
 const readBatchDelay = time.Millisecond
 
-// readStdout parses the worker's output into batches of events. Within a
+// maxEventLine caps one protocol line. The longest real one is the slot
+// list (about 12 bytes a slot); a longer line means a broken worker, which
+// is killed rather than buffered.
+const maxEventLine = 1 << 20
+
+// readEvents parses the worker's protocol into batches of events. Within a
 // batch, only the last begin event matters (it says what is in flight), so
-// the begin lines before it are not even decoded.
-func (w *worker) readStdout(r *os.File) {
+// the begin lines before it are not even decoded. The buffer never grows
+// past maxEventLine plus one read.
+func (w *worker) readEvents(r *os.File) {
 	defer close(w.events)
 	defer r.Close()
 	buf := make([]byte, 256<<10)
 	start, end := 0, 0
 	for {
 		if end == len(buf) {
-			if start > 0 {
+			switch {
+			case start > 0:
 				end = copy(buf, buf[start:end])
 				start = 0
-			} else {
+			case len(buf) > maxEventLine:
+				w.readErr = fmt.Errorf("a protocol line longer than %d bytes", maxEventLine)
+				return
+			default:
 				buf = append(buf, make([]byte, len(buf))...) // a line longer than the buffer
 			}
 		}
@@ -185,15 +201,44 @@ func (w *worker) readStdout(r *os.File) {
 
 var beginPrefix = []byte(`{"t":"` + p11.EventBegin + `"`)
 
-func (w *worker) readStderr(r *os.File, scrub func(string) string) {
+// maxOutputLine caps one line of library output kept or logged; the rest of
+// a longer line is read and dropped, so a library that writes without line
+// breaks neither blocks on a full pipe nor grows this process.
+const maxOutputLine = 4 << 10
+
+// signalLine finds the signal in the Go runtime's report of a crash:
+// "SIGSEGV: segmentation violation" (in C code) or "[signal SIGSEGV:
+// segmentation violation code=...]" (in Go code).
+var signalLine = regexp.MustCompile(`^(?:\[signal )?(SIG[A-Z]+): `)
+
+// readOutput reads the worker's stdout and stderr into the tail and the
+// debug log, line by line, each line cut at maxOutputLine.
+func (w *worker) readOutput(r *os.File, scrub func(string) string) {
 	defer close(w.stderrDone)
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for sc.Scan() {
-		line := scrub(sc.Text())
-		w.stderr.add(line)
-		w.log.Debug("worker stderr", "line", line)
+	br := bufio.NewReaderSize(r, maxOutputLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		cut := errors.Is(err, bufio.ErrBufferFull)
+		if len(line) > 0 {
+			text := strings.TrimRight(string(line), "\r\n")
+			if m := signalLine.FindStringSubmatch(text); m != nil {
+				w.stderr.setSignal(m[1])
+			}
+			if cut {
+				text += fmt.Sprintf("... (line cut at %d bytes)", maxOutputLine)
+			}
+			text = scrub(text)
+			w.stderr.add(text)
+			w.log.Debug("worker output", "line", text)
+		}
+		for cut {
+			_, err = br.ReadSlice('\n')
+			cut = errors.Is(err, bufio.ErrBufferFull)
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -241,7 +286,7 @@ func (w *worker) retire(grace time.Duration) {
 	}()
 }
 
-// waitExit waits up to d for the process to be reaped and its stderr read.
+// waitExit waits up to d for the process to be reaped and its output read.
 func (w *worker) waitExit(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -273,7 +318,7 @@ func (w *worker) exitStatus() string {
 	return fmt.Sprintf("exit status %d", ps.ExitCode())
 }
 
-// stderrTail returns the last stderr lines, joined for an error message.
+// stderrTail returns the last lines of output, joined for an error message.
 func (w *worker) stderrTail() string {
 	lines := w.stderr.lines()
 	if len(lines) == 0 {
@@ -282,14 +327,31 @@ func (w *worker) stderrTail() string {
 	return strings.Join(lines, " | ")
 }
 
-// stderrTailLines is how many stderr lines a worker keeps for error messages.
+// stderrTailLines is how many output lines a worker keeps for error messages.
 const stderrTailLines = 5
 
-// tail keeps the last n lines written to it.
+// tail keeps the last n lines written to it, and the first fatal signal
+// the Go runtime reported among all lines.
 type tail struct {
-	mu  sync.Mutex
-	n   int
-	buf []string
+	mu     sync.Mutex
+	n      int
+	buf    []string
+	signal string
+}
+
+func (t *tail) setSignal(sig string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.signal == "" {
+		t.signal = sig
+	}
+}
+
+// fatalSignal returns the signal of a crash the Go runtime reported ("SIGSEGV"), or "".
+func (t *tail) fatalSignal() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.signal
 }
 
 func newTail(n int) *tail { return &tail{n: n} }

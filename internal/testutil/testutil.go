@@ -43,7 +43,7 @@ const WorkerEnv = "HSM_AGENT_TEST_WORKER"
 // started as a probe worker it serves that role and exits.
 func RunWorkerIfAsked() {
 	if os.Getenv(WorkerEnv) == "1" {
-		os.Exit(p11.WorkerMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(p11.Main(os.Args[1:], os.Stderr))
 	}
 }
 

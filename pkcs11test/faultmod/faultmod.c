@@ -11,11 +11,15 @@
  *   DIR/_module/<fault>    a module-wide fault
  *
  * The file's content is the fault's value. Token faults: missing,
- * device_error, hang, slow, firmware, serial, label, flags, crash. Module faults:
- * init_error, crash, hang, slow, device_error. For device_error, hang and
- * crash the value is an optional comma list of function names (empty: every
- * call on the token, or C_GetSlotList for module faults); slow is "MS" or
- * "MS:C_Fn,C_Fn".
+ * device_error, hang, slow, firmware, serial, label, flags, crash, segv, chatter,
+ * flood. Module faults: init_error, crash, segv, hang, slow, device_error,
+ * chatter, flood. For device_error, hang, crash and segv the value is an
+ * optional comma list of function names (empty: every call on the token, or
+ * C_GetSlotList for module faults); slow is "MS" or "MS:C_Fn,C_Fn" and flood
+ * "BYTES" or "BYTES:C_Fn,C_Fn". chatter writes a line to stdout and one to
+ * stderr at every call (and, as a module fault present when the module
+ * loads, a banner at load), as vendor libraries do; flood writes BYTES
+ * without a line break to stdout.
  *
  * Build: gcc -shared -fPIC -O2 -Wall -Werror -o libhsmfault.so faultmod.c -ldl -lpthread
  */
@@ -137,6 +141,64 @@ static void crash(const char *fn)
 	abort();
 }
 
+/* segv writes through a null pointer the compiler cannot see: a real
+ * SIGSEGV inside the call, which the Go runtime of the probe worker reports
+ * with a register dump. */
+static int *volatile nowhere;
+static void segv(const char *fn)
+{
+	fprintf(stderr, "hsmfault: segv fault in %s\n", fn);
+	*nowhere = 1;
+}
+
+/* say writes all of s to fd, unbuffered (stdio would hold it back). */
+static void say(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/* chatter prints a line about the call to stdout and to stderr. */
+static void chatter(const char *fn)
+{
+	char line[256];
+	int n = snprintf(line, sizeof line, "hsmfault chatter: vendor library says hello from %s\n", fn);
+	if (n > 0 && (size_t)n < sizeof line) {
+		say(1, line, (size_t)n);
+		say(2, line, (size_t)n);
+	}
+}
+
+/* flood writes bytes of 'x' to stdout, without a line break. */
+static void flood(long bytes)
+{
+	static char chunk[65536];
+	if (chunk[0] == 0)
+		memset(chunk, 'x', sizeof chunk);
+	while (bytes > 0) {
+		size_t n = bytes < (long)sizeof chunk ? (size_t)bytes : sizeof chunk;
+		say(1, chunk, n);
+		bytes -= (long)n;
+	}
+}
+
+/* amount_match parses "N" or "N:C_Fn,C_Fn" and returns N when fn matches, else 0. */
+static long amount_match(const char *v, const char *fn, int module)
+{
+	char *rest;
+	long n = strtol(v, &rest, 10);
+	if (*rest == ':')
+		rest++;
+	return n > 0 && fn_match(rest, fn, module) ? n : 0;
+}
+
 /* apply runs the faults of one scope for one call: it may abort, block,
  * sleep or return an error to hand back instead of calling the module. */
 static CK_RV apply(const char *scope, const char *fn, int module)
@@ -148,16 +210,19 @@ static CK_RV apply(const char *scope, const char *fn, int module)
 		return CKR_TOKEN_NOT_PRESENT;
 	if (module && strcmp(fn, "C_Initialize") == 0 && read_fault(scope, "init_error", v, sizeof v))
 		return CKR_GENERAL_ERROR;
+	if (read_fault(scope, "chatter", v, sizeof v))
+		chatter(fn);
+	if (read_fault(scope, "flood", v, sizeof v))
+		flood(amount_match(v, fn, module));
 	if (read_fault(scope, "crash", v, sizeof v) && fn_match(v, fn, module))
 		crash(fn);
+	if (read_fault(scope, "segv", v, sizeof v) && fn_match(v, fn, module))
+		segv(fn);
 	while (read_fault(scope, "hang", v, sizeof v) && fn_match(v, fn, module))
 		sleep_ms(HANG_POLL_MS);
 	if (read_fault(scope, "slow", v, sizeof v)) {
-		char *rest;
-		long ms = strtol(v, &rest, 10);
-		if (*rest == ':')
-			rest++;
-		if (ms > 0 && fn_match(rest, fn, module))
+		long ms = amount_match(v, fn, module);
+		if (ms > 0)
 			sleep_ms(ms);
 	}
 	if (read_fault(scope, "device_error", v, sizeof v) && fn_match(v, fn, module))
@@ -440,11 +505,17 @@ static void load(void)
 	const char *lib = getenv("HSMFAULT_LIBRARY");
 	const char *dir = getenv("HSMFAULT_DIR");
 	CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR);
+	char v[64];
 	void *h;
 	if (lib == NULL || lib[0] == 0)
 		lib = DEFAULT_LIBRARY;
 	if (dir != NULL && strlen(dir) < sizeof ctl)
 		strcpy(ctl, dir);
+	if (scope_exists(MODULE_SCOPE) && read_fault(MODULE_SCOPE, "chatter", v, sizeof v)) {
+		static const char banner[] = "hsmfault chatter: Vendor PKCS#11 library 1.0 loaded (banner)\n";
+		say(1, banner, sizeof banner - 1);
+		say(2, banner, sizeof banner - 1);
+	}
 	h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
 		fprintf(stderr, "hsmfault: cannot load HSMFAULT_LIBRARY %s: %s\n", lib, dlerror());

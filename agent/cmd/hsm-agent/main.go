@@ -57,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "probe-worker":
-		return p11.WorkerMain(rest, os.Stdin, stdout, stderr)
+		return p11.Main(rest, stderr)
 	case "run":
 		return runDaemon(rest, stderr)
 	case "check":
