@@ -236,6 +236,11 @@ func (a *Agent) reload(ctx context.Context) {
 func (a *Agent) caseBundle(ctx context.Context, c rma.Case) (string, error) {
 	cfg := a.config()
 	dev, ok := cfg.Device(c.Device)
+	if module, isModule := rma.ModuleOf(c.Serial); isModule {
+		// A module-level case: the bundle describes the module's library,
+		// the configuration and the diagnostics, not one device.
+		dev, ok = config.Device{Name: c.Device, Serial: c.Serial, Module: module}, true
+	}
 	if !ok {
 		return "", fmt.Errorf("device %q of case %s is not in the inventory", c.Device, c.ID)
 	}

@@ -24,6 +24,10 @@ type Verdict struct {
 	State  State
 	Kind   Kind
 	Reason string
+	// ModuleWide is set when the verdict is the module's, not the device's:
+	// the library would not load or initialise, or the worker died outside
+	// any token. The poll then says nothing about the device itself.
+	ModuleWide bool
 	// Token is the token that reported under the device's serial, nil if none did.
 	Token *p11.Token
 }
@@ -84,7 +88,7 @@ func Classify(serial string, res probe.Result, pol Policy) Verdict {
 		}
 	}
 	if res.ModuleError != "" {
-		return Verdict{State: StateModuleError, Kind: KindOperational,
+		return Verdict{State: StateModuleError, Kind: KindOperational, ModuleWide: true,
 			Reason: fmt.Sprintf("module %s: %s", res.Module, res.ModuleError)}
 	}
 	return Verdict{State: StateMissing, Kind: KindHardware,

@@ -45,6 +45,8 @@ func TestClassify(t *testing.T) {
 		kind     Kind
 		reason   []string // substrings the reason must contain
 		reported bool
+		// moduleWide: the verdict is the module's, not the device's.
+		moduleWide bool
 	}{
 		{
 			name:     "healthy",
@@ -255,11 +257,12 @@ func TestClassify(t *testing.T) {
 			reported: true,
 		},
 		{
-			name:   "module error",
-			res:    probe.Result{Module: "m", ModuleError: "C_Initialize: CKR_GENERAL_ERROR"},
-			state:  StateModuleError,
-			kind:   KindOperational,
-			reason: []string{"module m: C_Initialize: CKR_GENERAL_ERROR"},
+			name:       "module error",
+			res:        probe.Result{Module: "m", ModuleError: "C_Initialize: CKR_GENERAL_ERROR"},
+			state:      StateModuleError,
+			kind:       KindOperational,
+			reason:     []string{"module m: C_Initialize: CKR_GENERAL_ERROR"},
+			moduleWide: true,
 		},
 		{
 			name: "module error after the token reported keeps the token's result",
@@ -272,9 +275,18 @@ func TestClassify(t *testing.T) {
 			name: "module error (crash) before the token reported",
 			res: probe.Result{Module: "m", ModuleError: "worker crashed (signal: segmentation fault)",
 				Tokens: []p11.Token{other}},
+			state:      StateModuleError,
+			kind:       KindOperational,
+			reason:     []string{"worker crashed"},
+			moduleWide: true,
+		},
+		{
+			name: "a token that crashed the worker is this device's own fault",
+			res: probe.Result{Module: "m", Tokens: []p11.Token{other},
+				Crashed: []probe.Crashed{{SlotID: 2, Serial: serial, Check: p11.CheckTokenInfo, Reason: "SIGSEGV in C_GetTokenInfo on slot 2"}}},
 			state:  StateModuleError,
 			kind:   KindOperational,
-			reason: []string{"worker crashed"},
+			reason: []string{"SIGSEGV in C_GetTokenInfo on slot 2"},
 		},
 	}
 	for _, tc := range tests {
@@ -297,6 +309,9 @@ func TestClassify(t *testing.T) {
 			}
 			if (v.Token != nil) != tc.reported {
 				t.Fatalf("token reported = %v, want %v", v.Token != nil, tc.reported)
+			}
+			if v.ModuleWide != tc.moduleWide {
+				t.Errorf("ModuleWide = %v, want %v", v.ModuleWide, tc.moduleWide)
 			}
 			if v.Token != nil && v.Token.Serial != serial {
 				t.Errorf("token serial %q, want %q", v.Token.Serial, serial)

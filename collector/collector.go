@@ -445,7 +445,7 @@ func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Re
 		prev := ds.status
 		st := DeviceStatus{
 			Device: d.Name, Serial: d.Serial, Module: d.Module,
-			State: v.State, Kind: v.Kind, Reason: v.Reason,
+			State: v.State, Kind: v.Kind, Reason: v.Reason, ModuleWide: v.ModuleWide,
 			Token: prev.Token, Reported: v.Token != nil,
 			LastSuccess: prev.LastSuccess, Since: prev.Since,
 			Fresh: res.Fresh, Updated: now, SelfTestAt: ds.selfTestAt,

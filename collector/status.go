@@ -54,6 +54,9 @@ type DeviceStatus struct {
 	Token *p11.Token
 	// Reported is true when the token reported in the latest poll.
 	Reported bool
+	// ModuleWide is set when State is module_error for the whole module
+	// (see Verdict.ModuleWide), not for this device's own token.
+	ModuleWide bool
 	// Checks are the checks of the latest poll (empty when not reported),
 	// including the standing result of the last login_sign self-test.
 	Checks []p11.Check

@@ -234,42 +234,63 @@ func (e *Engine) active(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// process handles one snapshot: every device of the polled modules.
+// process handles one snapshot: every device of the polled modules, and
+// each polled module as a whole. A device whose state is its module's
+// (the library failed before any token answered) says nothing about
+// itself: its module is observed once, as one module-level fault.
 func (e *Engine) process(ctx context.Context, snap collector.Snapshot) {
 	cfg := e.cfg.Load()
 	polled := map[string]bool{}
 	for _, m := range snap.Polled {
 		polled[m] = true
 	}
+	moduleWide := map[string][]collector.DeviceStatus{}
 	for _, d := range snap.Devices {
 		if !polled[d.Module] || !d.Polled() {
 			continue
 		}
+		if d.ModuleWide {
+			moduleWide[d.Module] = append(moduleWide[d.Module], d)
+			continue
+		}
 		e.recordSerial(ctx, d)
 		e.recordSlot(ctx, d)
-		o := DeviceFaults(d, cfg)
-		for _, ch := range e.tracker.Observe(o) {
-			log := e.logger.With("device", d.Device, "serial", d.Serial, "fault", ch.Fault.DedupKey())
-			switch ch.Type {
-			case Confirmed:
-				log.Info("fault confirmed", "flapping", ch.Flapping)
-				f := ch.Fault
-				f.Description += e.agentLine()
-				sev, impact := Severity(severityInput(cfg, snap, d, f))
-				if err := e.record(ctx, cfg, f, d.Inventory, sev, impact, ch.Flapping, true); err != nil {
-					log.Error("record the confirmed fault; it will be confirmed again", "err", err)
-					e.tracker.Forget(f)
-				}
-			case Cleared:
-				log.Info("fault cleared")
-				if err := e.clear(ctx, cfg, ch.Fault.DedupKey(), "the device no longer shows the fault"); err != nil {
-					log.Error("record the cleared fault", "err", err)
-				}
+		e.observe(ctx, cfg, DeviceFaults(d, cfg), func(f Fault) (int, string, config.Device) {
+			sev, impact := Severity(severityInput(cfg, snap, d, f))
+			return sev, impact, d.Inventory
+		})
+	}
+	for _, m := range snap.Polled {
+		mc := ModuleFaults(cfg, snap, m, moduleWide[m])
+		e.observe(ctx, cfg, mc.observed, func(Fault) (int, string, config.Device) { return mc.sev, mc.impact, mc.inv })
+	}
+}
+
+// observe feeds one observation to the tracker and records what it
+// confirms or clears; rate gives a confirmed fault its severity, impact
+// and the inventory device its case is routed by.
+func (e *Engine) observe(ctx context.Context, cfg *config.Config, o Observed, rate func(Fault) (int, string, config.Device)) {
+	for _, ch := range e.tracker.Observe(o) {
+		log := e.logger.With("device", o.Device, "serial", o.Serial, "fault", ch.Fault.DedupKey())
+		switch ch.Type {
+		case Confirmed:
+			log.Info("fault confirmed", "flapping", ch.Flapping)
+			f := ch.Fault
+			f.Description += e.agentLine()
+			sev, impact, inv := rate(f)
+			if err := e.record(ctx, cfg, f, inv, sev, impact, ch.Flapping, true); err != nil {
+				log.Error("record the confirmed fault; it will be confirmed again", "err", err)
+				e.tracker.Forget(f)
+			}
+		case Cleared:
+			log.Info("fault cleared")
+			if err := e.clear(ctx, cfg, ch.Fault.DedupKey(), "the device no longer shows the fault"); err != nil {
+				log.Error("record the cleared fault", "err", err)
 			}
 		}
-		if e.tracker.Pending(d.Serial) {
-			e.scheduleRecheck(d.Module, cfg.RecheckInterval)
-		}
+	}
+	if e.tracker.Pending(o.Serial) {
+		e.scheduleRecheck(o.Module, cfg.RecheckInterval)
 	}
 }
 
