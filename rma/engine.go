@@ -110,7 +110,7 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
 		reloaded: make(chan struct{}, 1),
-		m: newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{}}
+		m:        newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{}}
 	e.cfg.Store(cfg)
 	return e, nil
 }
