@@ -98,6 +98,13 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 	var stops []func(context.Context) error
 	defer func() { err = errors.Join(err, a.shutdown(stops)) }()
 
+	// One daemon per state directory, before anything else touches it.
+	unlock, err := lockState(a.cfg.StateDir, a.opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) error { return unlock() })
+
 	// The state database first: without it no case can be kept, so the
 	// agent refuses to start rather than lose cases.
 	if a.store, err = openStore(a.cfg); err != nil {
