@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type Agent struct {
 	reg     *prometheus.Registry
 	reloads *reloadMetrics
 	notify  *notifier
+	dbWatch *dbWatch // the state database file, checked every poll round
 }
 
 // Run loads the configuration and runs the daemon until ctx is cancelled.
@@ -114,6 +116,9 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		return err
 	}
 	stops = append(stops, func(sctx context.Context) error { return withDeadline(sctx, "close the state database", a.store.Close) })
+	if a.dbWatch, err = newDBWatch(filepath.Join(a.cfg.StateDir, StateDBName)); err != nil {
+		return err
+	}
 
 	a.reg = prometheus.NewRegistry()
 	a.reloads = newReloadMetrics()
@@ -143,6 +148,9 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		Now:           a.opts.Now,
 		WorkerCommand: a.opts.WorkerCommand,
 		OnPoll: func(snap collector.Snapshot) {
+			if a.dbWatch.check(); a.dbWatch.err() != nil {
+				return // no case event into a database that is gone; run stops
+			}
 			a.engine.Observe(snap)
 			a.notify.alive()
 			firstPoll.Do(func() { a.notify.ready() })
@@ -194,6 +202,10 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 			return nil
 		case <-a.opts.Reload:
 			a.reload(ctx)
+		case err := <-a.dbWatch.fatal:
+			a.logger.Error("state database lost", "err", err)
+			a.notify.stopping()
+			return err
 		}
 	}
 }

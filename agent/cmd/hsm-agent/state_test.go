@@ -49,3 +49,47 @@ func TestSecondDaemonOnStateDirExits(t *testing.T) {
 		t.Errorf("`check` while the daemon runs: exit %d %s%s", code, out, errOut)
 	}
 }
+
+// TestStateDBDeletedOrReplacedStopsDaemon: the state database deleted or
+// replaced under a running daemon is noticed within a poll round; the
+// daemon logs it and exits with a status systemd restarts (not 78).
+func TestStateDBDeletedOrReplacedStopsDaemon(t *testing.T) {
+	t.Parallel()
+	cfgFile, _, _ := caseSite(t, 1, freePort(t), nil, "")
+	db := filepath.Join(filepath.Dir(cfgFile), "state", "hsm-agent.db")
+	for _, how := range []string{"deleted", "replaced"} {
+		d := startDaemon(t, cfgFile)
+		waitUntilT(t, 20*time.Second, "the daemon's first poll", func() bool {
+			return strings.Contains(d.String(), `"device healthy"`)
+		})
+		switch how {
+		case "deleted":
+			if err := os.Remove(db); err != nil {
+				t.Fatal(err)
+			}
+		case "replaced":
+			b, err := os.ReadFile(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(db+".new", b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(db+".new", db); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the daemon kept running on a state database that is gone:\n%s", how, d.String())
+		}
+		code := d.cmd.ProcessState.ExitCode()
+		if code == 0 || code == 78 {
+			t.Errorf("%s: exit status %d, want non-zero and not 78 (systemd must restart it)", how, code)
+		}
+		if logs := d.String(); !strings.Contains(logs, "state database lost") || !strings.Contains(logs, how) || !strings.Contains(logs, db) {
+			t.Errorf("%s: the log should say the state database %s was %s:\n%s", how, db, how, logs)
+		}
+	}
+}
