@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hsm-agent/hsm-agent/pkcs11test"
 )
 
 // TestSecondDaemonOnStateDirExits: a second `run` on the same state_dir
@@ -92,4 +95,45 @@ func TestStateDBDeletedOrReplacedStopsDaemon(t *testing.T) {
 			t.Errorf("%s: the log should say the state database %s was %s:\n%s", how, db, how, logs)
 		}
 	}
+}
+
+// TestDiagnosticsCommandDiesWithDaemon: a diagnostics command still running
+// when the daemon is killed dies with it (Pdeathsig), instead of living on
+// as an orphan (issue 8).
+func TestDiagnosticsCommandDiesWithDaemon(t *testing.T) {
+	t.Parallel()
+	desk := newTicketDesk(t, false)
+	pidFile := filepath.Join(t.TempDir(), "diag.pid")
+	extra := fmt.Sprintf("diagnostics:\n  commands:\n    - {name: slow, command: [/bin/sh, -c, 'echo $$ > %s; exec sleep 300'], timeout: 10m}\n", pidFile)
+	cfgFile, fleet, faults := caseSite(t, 1, freePort(t), desk, extra)
+	d := startDaemon(t, cfgFile)
+	waitUntilT(t, 20*time.Second, "the daemon's first poll", func() bool {
+		return strings.Contains(d.String(), `"device healthy"`)
+	})
+	if err := faults.Set(fleet.Tokens[0].Serial, pkcs11test.FaultMissing, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = faults.ClearAll() })
+	var pid int
+	waitUntilT(t, 60*time.Second, "the diagnostics command of the case's bundle", func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		_, err = fmt.Sscan(string(b), &pid)
+		return err == nil && pid > 0
+	})
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	waitUntilT(t, 20*time.Second, fmt.Sprintf("diagnostics command (pid %d) to die with the daemon", pid), func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true // gone
+		}
+		f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+1:])
+		return len(f) > 0 && f[0] == "Z" // dead, not yet reaped by its new parent
+	})
 }
