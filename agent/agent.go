@@ -181,6 +181,10 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 	go func() { serveErr <- serveHTTP(ln, srv, a.opts.WebConfigFile, a.logger) }()
 	stops = append(stops, func(ctx context.Context) error { return srv.Shutdown(ctx) })
 	a.logger.Info("listening", "addr", ln.Addr().String(), "version", Version)
+	if len(a.cfg.Devices) == 0 {
+		a.logger.Warn("discovery mode: the inventory lists no devices, so every token is reported as unexpected (with its serial and label) and no case opens; "+
+			"`hsm-agent check` prints the devices: entries to paste", "file", a.opts.ConfigFile)
+	}
 	if a.opts.Started != nil {
 		a.opts.Started(ln.Addr().String())
 	}
