@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type Agent struct {
 	reg     *prometheus.Registry
 	reloads *reloadMetrics
 	notify  *notifier
+	dbWatch *dbWatch // the state database file, checked every poll round
 }
 
 // Run loads the configuration and runs the daemon until ctx is cancelled.
@@ -76,33 +78,34 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := config.Load(opts.ConfigFile)
+	logs := bundle.NewLogBuffer(opts.Logger.Handler(), 500)
+	a := &Agent{opts: opts, logger: slog.New(logs), logs: logs, notify: newNotifier()}
+	cc, err := loadChecked(ctx, opts.ConfigFile, a.checkOptions())
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCannotStart, err)
 	}
-	for _, w := range cfg.CheckFiles() {
+	for _, w := range cc.warnings {
 		opts.Logger.Warn("configuration refers to a file that is not usable yet", "err", w)
 	}
-	logs := bundle.NewLogBuffer(opts.Logger.Handler(), 500)
-	a := &Agent{opts: opts, logger: slog.New(logs), logs: logs, cfg: cfg, notify: newNotifier()}
-	return a.run(ctx)
+	a.cfg = cc.cfg
+	return a.run(ctx, cc)
 }
 
-func (a *Agent) run(ctx context.Context) (err error) {
+// checkOptions are the options of loadChecked for this agent.
+func (a *Agent) checkOptions() checkOptions {
+	return checkOptions{workerCommand: a.opts.WorkerCommand, logger: a.logger}
+}
+
+func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 	var stops []func(context.Context) error
-	defer func() {
-		// Ordered shutdown: reverse start order, one deadline for all.
-		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i](sctx))
-		}
-		if serr := errors.Join(errs...); serr != nil {
-			a.logger.Error("shutdown", "err", serr)
-			err = errors.Join(err, serr)
-		}
-	}()
+	defer func() { err = errors.Join(err, a.shutdown(stops)) }()
+
+	// One daemon per state directory, before anything else touches it.
+	unlock, err := lockState(a.cfg.StateDir, a.opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) error { return unlock() })
 
 	// The state database first: without it no case can be kept, so the
 	// agent refuses to start rather than lose cases.
@@ -112,17 +115,18 @@ func (a *Agent) run(ctx context.Context) (err error) {
 		}
 		return err
 	}
-	stops = append(stops, func(context.Context) error { return a.store.Close() })
+	stops = append(stops, func(sctx context.Context) error { return withDeadline(sctx, "close the state database", a.store.Close) })
+	if a.dbWatch, err = newDBWatch(filepath.Join(a.cfg.StateDir, StateDBName)); err != nil {
+		return err
+	}
 
 	a.reg = prometheus.NewRegistry()
 	a.reloads = newReloadMetrics()
 
 	// The outbox worker delivers what the store holds, including rows left
 	// pending by an earlier run.
-	a.outbox = &deliveries{logger: a.logger, store: a.store, reg: a.reg, scrub: a.scrubText}
-	if err := a.outbox.start(ctx, a.cfg.Desks); err != nil {
-		return fmt.Errorf("desks in %s: %w", a.cfg.File, err)
-	}
+	a.outbox = &deliveries{logger: a.logger, store: a.store, scrub: a.scrubText}
+	a.outbox.start(ctx, a.cfg.Desks, cc.desks)
 	stops = append(stops, a.outbox.stop)
 
 	a.engine, err = rma.NewEngine(a.cfg, rma.EngineOptions{
@@ -145,6 +149,9 @@ func (a *Agent) run(ctx context.Context) (err error) {
 		WorkerCommand: a.opts.WorkerCommand,
 		Known:         storeSlots(ctx, a.cfg, a.store, a.logger),
 		OnPoll: func(snap collector.Snapshot) {
+			if a.dbWatch.check(); a.dbWatch.err() != nil {
+				return // no case event into a database that is gone; run stops
+			}
 			a.engine.Observe(snap)
 			a.notify.alive()
 			firstPoll.Do(func() { a.notify.ready() })
@@ -153,11 +160,11 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start collector: %w", err)
 	}
-	stops = append(stops, func(context.Context) error { return a.coll.Close() })
+	stops = append(stops, func(sctx context.Context) error { return withDeadline(sctx, "close the collector", a.coll.Close) })
 
 	stops = append(stops, background(ctx, a.engine.Run))
 
-	a.reg.MustRegister(a.coll, a.engine, buildInfo(), a.reloads.success, a.reloads.timestamp,
+	a.reg.MustRegister(a.coll, a.engine, a.outbox, buildInfo(), a.reloads.success, a.reloads.timestamp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.reloads.set(true, a.now())
 
@@ -175,6 +182,10 @@ func (a *Agent) run(ctx context.Context) (err error) {
 	stops = append(stops, func(ctx context.Context) error { return srv.Shutdown(ctx) })
 	stops = append(stops, a.serveControl())
 	a.logger.Info("listening", "addr", ln.Addr().String(), "version", Version)
+	if len(a.cfg.Devices) == 0 {
+		a.logger.Warn("discovery mode: the inventory lists no devices, so every token is reported as unexpected (with its serial and label) and no case opens; "+
+			"`hsm-agent check` prints the devices: entries to paste", "file", a.opts.ConfigFile)
+	}
 	if a.opts.Started != nil {
 		a.opts.Started(ln.Addr().String())
 	}
@@ -196,40 +207,54 @@ func (a *Agent) run(ctx context.Context) (err error) {
 			return nil
 		case <-a.opts.Reload:
 			a.reload(ctx)
+		case err := <-a.dbWatch.fatal:
+			a.logger.Error("state database lost", "err", err)
+			a.notify.stopping()
+			return err
 		}
 	}
 }
 
-// reload re-reads the configuration file. A bad file keeps the running
-// configuration and sets hsm_agent_config_last_reload_successful to 0.
+// reload re-reads the configuration file. It is all or nothing: the new
+// configuration passes every check of loadChecked and may not drop every
+// device of a running inventory, then desks, collector and engine switch
+// to it together. A refused file keeps the running configuration and sets
+// hsm_agent_config_last_reload_successful to 0.
 func (a *Agent) reload(ctx context.Context) {
 	a.notify.reloading()
 	defer a.notify.ready()
-	cfg, err := config.Load(a.opts.ConfigFile)
-	if err == nil && a.outbox.changed(cfg.Desks) {
-		err = a.outbox.start(ctx, cfg.Desks)
+	cc, err := loadChecked(ctx, a.opts.ConfigFile, a.checkOptions())
+	old := a.config()
+	if err == nil && len(old.Devices) > 0 && len(cc.cfg.Devices) == 0 {
+		err = fmt.Errorf("%s has no devices while the running inventory has %d: refusing a reload that would stop watching every HSM; "+
+			"list the devices again, or restart the agent to run without an inventory (discovery mode)", a.opts.ConfigFile, len(old.Devices))
 	}
 	if err == nil {
-		err = a.coll.Reload(cfg)
-	}
-	if err == nil {
-		a.engine.Reload(cfg)
+		// The collector's checks come first: it is the only step that can
+		// refuse, so nothing has switched yet when it does.
+		err = a.coll.Reload(cc.cfg)
 	}
 	if err != nil {
-		a.logger.Error("reload failed, keeping the running configuration", "err", err)
+		a.logger.Error("reload failed, keeping the running configuration", "file", a.opts.ConfigFile, "err", err)
 		a.reloads.set(false, a.now())
 		return
 	}
+	if a.outbox.changed(cc.cfg.Desks) {
+		a.outbox.start(ctx, cc.cfg.Desks, cc.desks)
+	}
+	a.engine.Reload(cc.cfg)
 	a.mu.Lock()
-	old := a.cfg
-	a.cfg = cfg
+	a.cfg = cc.cfg
 	a.mu.Unlock()
-	if old.Listen != cfg.Listen || old.StateDir != cfg.StateDir {
+	for _, w := range cc.warnings {
+		a.logger.Warn("configuration refers to a file that is not usable yet", "err", w)
+	}
+	if old.Listen != cc.cfg.Listen || old.StateDir != cc.cfg.StateDir {
 		a.logger.Warn("listen and state_dir take effect at the next restart; the running agent keeps the old ones",
 			"listen", old.Listen, "state_dir", old.StateDir)
 	}
 	a.reloads.set(true, a.now())
-	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "devices", len(cfg.Devices))
+	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "devices", len(cc.cfg.Devices))
 }
 
 // caseBundle builds the diagnostics bundle of a case for the engine.
@@ -276,20 +301,4 @@ func (a *Agent) watchdogHealthy(lastAlive time.Time) bool {
 	cfg := a.config()
 	limit := 3*cfg.PollInterval + 2*cfg.ProbeTimeout
 	return time.Since(lastAlive) < limit
-}
-
-// background runs fn in a goroutine until the returned stop function
-// cancels it; stop waits for fn and returns its error (context.Canceled
-// is the expected end, not an error).
-func background(ctx context.Context, fn func(context.Context) error) func(context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	return func(context.Context) error {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
-	}
 }

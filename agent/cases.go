@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -45,43 +46,52 @@ type outbox struct {
 	done   chan error
 }
 
-// deliveries owns the current outbox worker.
+// deliveries owns the current outbox worker. It is the Prometheus
+// collector of the outbox metrics, registered once, and hands every
+// scrape to the current worker: swapping workers at a reload registers
+// nothing, so it cannot fail half-way.
 type deliveries struct {
 	logger *slog.Logger
 	store  *store.Store
-	reg    prometheus.Registerer
 	scrub  desk.Scrub // the ticket text scrubber (Agent.scrubText)
 
 	mu      sync.Mutex
 	current *outbox
 }
 
-// start builds the desks of cfg and starts their worker, replacing the
-// running one. A desk that cannot be built (bad secret file) is an error
-// and leaves the running worker in place.
-func (d *deliveries) start(ctx context.Context, desks []config.Desk) error {
-	built, err := desk.NewAll(desks, d.logger.With("component", "desk"), desk.WithVersion(Version))
-	if err != nil {
-		return err
+// Describe implements prometheus.Collector. It describes nothing (an
+// unchecked collector): the desks, and so the series, change at reloads.
+func (d *deliveries) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector with the current worker's metrics.
+func (d *deliveries) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	cur := d.current
+	d.mu.Unlock()
+	if cur != nil {
+		cur.worker.Collect(ch)
 	}
-	w := desk.NewWorker(d.store, built, desk.WorkerOptions{Logger: d.logger.With("component", "outbox"), Scrub: d.scrub})
-	ob := &outbox{desks: desks, worker: w, done: make(chan error, 1)}
+}
+
+// start starts the worker of desks (built from cfgDesks), replacing the
+// running one. It cannot fail: the desks were built (secrets read) by
+// loadChecked before.
+func (d *deliveries) start(ctx context.Context, cfgDesks []config.Desk, desks []desk.Desk) {
+	w := desk.NewWorker(d.store, desks, desk.WorkerOptions{Logger: d.logger.With("component", "outbox"), Scrub: d.scrub})
+	ob := &outbox{desks: cfgDesks, worker: w, done: make(chan error, 1)}
 	var wctx context.Context
 	wctx, ob.cancel = context.WithCancel(ctx)
+	go func() { ob.done <- w.Run(wctx) }()
 
 	d.mu.Lock()
 	old := d.current
 	d.current = ob
 	d.mu.Unlock()
 	if old != nil {
-		old.stop()
-		d.reg.Unregister(old.worker)
+		if err := old.stop(context.Background()); err != nil {
+			d.logger.Warn("stopping the outbox worker of the previous desks", "err", err)
+		}
 	}
-	if err := d.reg.Register(w); err != nil {
-		return fmt.Errorf("register outbox metrics: %w", err)
-	}
-	go func() { ob.done <- w.Run(wctx) }()
-	return nil
 }
 
 // changed reports whether desks differ from the running worker's.
@@ -101,8 +111,9 @@ func (d *deliveries) kick() {
 	}
 }
 
-// stop stops the running worker; pending rows stay in the store.
-func (d *deliveries) stop(context.Context) error {
+// stop stops the running worker, waiting at most until ctx ends; pending
+// rows stay in the store.
+func (d *deliveries) stop(ctx context.Context) error {
 	d.mu.Lock()
 	cur := d.current
 	d.current = nil
@@ -110,15 +121,20 @@ func (d *deliveries) stop(context.Context) error {
 	if cur == nil {
 		return nil
 	}
-	return cur.stop()
+	return cur.stop(ctx)
 }
 
-func (o *outbox) stop() error {
+func (o *outbox) stop(ctx context.Context) error {
 	o.cancel()
-	if err := <-o.done; err != nil && err != context.Canceled {
-		return err
+	select {
+	case err := <-o.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("outbox worker did not stop: %w", context.Cause(ctx))
 	}
-	return nil
 }
 
 // bundleSource is what a bundle needs beyond the configuration: the

@@ -162,6 +162,7 @@ func checkConfig(ctx context.Context, cfg *config.Config, workerCommand []string
 		}
 	} else {
 		printTable(stdout, reports, unexpectedReports(snap))
+		printDiscovered(stdout, cfg.File, unexpectedReports(snap))
 	}
 	return ExitCode(reports)
 }

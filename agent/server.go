@@ -37,6 +37,10 @@ func (a *Agent) handler() http.Handler {
 		_, _ = w.Write([]byte("OK\n"))
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.dbWatch.err(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		if !a.coll.Ready() {
 			http.Error(w, "not ready: first poll not finished", http.StatusServiceUnavailable)
 			return

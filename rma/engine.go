@@ -71,6 +71,10 @@ type Engine struct {
 	m       *metrics
 
 	dropping atomic.Bool // the queue is full: log once per burst
+	// reloaded signals Run that cfg changed. It is separate from the
+	// queue and holds at most one signal, so a reload is coalesced with
+	// the pending one and never dropped by a full queue.
+	reloaded chan struct{}
 
 	// Owned by Run's goroutine.
 	tracker  *Tracker
@@ -106,7 +110,8 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 		opts.QueueSize = DefaultQueueSize
 	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
-		m: newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{},
+		reloaded: make(chan struct{}, 1),
+		m:        newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{},
 		slots: map[string]SlotSeen{}}
 	e.cfg.Store(cfg)
 	return e, nil
@@ -141,13 +146,22 @@ func (e *Engine) enqueue(fn func(context.Context)) bool {
 }
 
 // Reload switches to a new configuration: desks, devices, thresholds and
-// windows apply to the next events; contracts are checked again.
+// windows apply to the next events; contracts are checked again. It never
+// blocks and is never dropped: Run applies the latest configuration once,
+// however many reloads came before it got to it.
 func (e *Engine) Reload(cfg *config.Config) {
 	e.cfg.Store(cfg)
-	e.enqueue(func(ctx context.Context) {
-		e.tracker.SetPolicy(policyOf(cfg))
-		e.checkContracts(ctx)
-	})
+	select {
+	case e.reloaded <- struct{}{}:
+	default: // a reload is pending; it will apply this configuration
+	}
+}
+
+// applyReload applies the running configuration's policy and checks the
+// contracts again; on Run's goroutine.
+func (e *Engine) applyReload(ctx context.Context) {
+	e.tracker.SetPolicy(policyOf(e.cfg.Load()))
+	e.checkContracts(ctx)
 }
 
 // Run processes snapshots, checks contracts and pending pages on timers
@@ -179,6 +193,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case fn := <-e.queue:
 			fn(ctx)
+		case <-e.reloaded:
+			e.applyReload(ctx)
 		case <-pages.C:
 			e.checkPages(ctx)
 		case <-contracts.C:

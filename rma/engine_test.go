@@ -848,3 +848,37 @@ func TestEngineEscalationToSeverity1Pages(t *testing.T) {
 	}
 	h.page(h.only("W2/hardware/missing").ID)
 }
+
+// TestEngineReloadNotDroppedByFullQueue: a reload that arrives while the
+// snapshot queue is full still applies (issue 8: reloads coalesce, they
+// are never dropped).
+func TestEngineReloadNotDroppedByFullQueue(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := testConfig("pay-1")
+	e, err := rma.NewEngine(cfg, rma.EngineOptions{Store: st, QueueSize: 1,
+		Bundle: func(context.Context, rma.Case) (string, error) { return "", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not running yet: the first snapshot fills the queue, the second is dropped.
+	e.Observe(collector.Snapshot{Ready: true})
+	e.Observe(collector.Snapshot{Ready: true})
+	next := *cfg
+	next.ConfirmPolls = 7
+	e.Reload(&next)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for e.ConfirmPolls() != 7 {
+		if time.Now().After(deadline) {
+			t.Fatalf("confirm_polls = %d after a reload to 7 made while the queue was full", e.ConfirmPolls())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

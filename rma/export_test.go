@@ -12,6 +12,13 @@ func (e *Engine) run(fn func(context.Context)) {
 	<-done
 }
 
+// ConfirmPolls returns the confirm_polls the engine's tracker applies.
+func (e *Engine) ConfirmPolls() int {
+	var n int
+	e.run(func(context.Context) { n = e.tracker.pol.ConfirmPolls })
+	return n
+}
+
 // Flush waits until the engine processed everything queued before it.
 func (e *Engine) Flush() { e.run(func(context.Context) {}) }
 

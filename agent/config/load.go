@@ -40,6 +40,9 @@ func Parse(data []byte, file string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, syntaxError(file, err)
 	}
+	if root.Kind == 0 || emptyDocument(&root) {
+		return nil, &FieldError{File: file, Line: 1, Msg: errEmptyFile}
+	}
 	idx := indexNodes(&root)
 
 	c := Default()
@@ -92,6 +95,12 @@ func Parse(data []byte, file string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// errEmptyFile is the error of a file without settings. Defaults alone
+// would run an agent that watches nothing, and a reload of such a file
+// would silently drop every device.
+const errEmptyFile = "the file is empty or holds only comments, so it configures nothing; " +
+	"write the configuration into it (at least modules: and devices:, see the packaged /etc/hsm-agent/config.yml)"
 
 // listDefaults sets the defaults of list items the file leaves out: a desk's
 // upload policy (auto) and, for desk types that use it, its timeout; a

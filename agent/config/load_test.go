@@ -115,6 +115,8 @@ func TestLoadCaseSettings(t *testing.T) {
 
 // invalid lists every testdata/invalid-*.yml with the exact error it must give.
 var invalid = map[string]string{
+	"invalid-empty.yml":              `testdata/invalid-empty.yml:1: ` + errEmptyFile,
+	"invalid-comments-only.yml":      `testdata/invalid-comments-only.yml:1: ` + errEmptyFile,
 	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars, flap_limit, flap_window, reopen_window, diagnostics`,
 	"invalid-unknown-field-typo.yml": `testdata/invalid-unknown-field-typo.yml:6: devices[0].serail: unknown field "serail"; did you mean "serial"?`,
 	"invalid-duration.yml":           `testdata/invalid-duration.yml:1: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
@@ -239,7 +241,14 @@ func TestInvalidConfigs(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	for _, data := range []string{"", "# nothing set\n", "---\n", "---\n# nothing\n---\n"} {
+	// A file without settings is an error, not the defaults: an agent
+	// started or reloaded on it would watch nothing.
+	for _, data := range []string{"", "# nothing set\n", "---\n", "---\n# nothing\n---\n", "~\n"} {
+		if c, err := Parse([]byte(data), "mem.yml"); err == nil || err.Error() != "mem.yml:1: "+errEmptyFile {
+			t.Errorf("Parse(%q) = %v, %v; want the empty-file error", data, c, err)
+		}
+	}
+	for _, data := range []string{"listen: 127.0.0.1:9842\n", "{}\n"} {
 		c, err := Parse([]byte(data), "mem.yml")
 		if err != nil {
 			t.Fatalf("Parse(%q): %v", data, err)

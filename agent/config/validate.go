@@ -172,6 +172,13 @@ func (p *problems) unique(seen map[string]string, path, list, what, value string
 }
 
 // lineOf returns the line of path, or of its closest ancestor in the file.
+// ErrorAt returns a *FieldError for the field at path (e.g.
+// "modules[0].library") with its file and line: for checks made outside
+// this package, such as loading a module library.
+func (c *Config) ErrorAt(path, msg string) *FieldError {
+	return &FieldError{File: c.File, Line: c.lineOf(path), Path: path, Msg: msg}
+}
+
 func (c *Config) lineOf(path string) int {
 	if c.lines == nil {
 		return 0

@@ -62,6 +62,9 @@ const (
 	EventReady = "ready"
 	// EventFatal: the library could not load or initialise; the worker exits.
 	EventFatal = "fatal"
+	// FatalLoadError is the Error of an EventFatal when the library itself
+	// could not be loaded (missing file, not a PKCS#11 library).
+	FatalLoadError = "load_error"
 	// EventSlots: C_GetSlotList answered; SlotList holds the slots in order.
 	EventSlots = "slots"
 	// EventBegin: the worker starts Check on Slot (Serial once known).

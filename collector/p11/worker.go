@@ -93,7 +93,7 @@ func openModule(library string, out *eventWriter, log *slog.Logger) (*pkcs11.Ctx
 	if ctx == nil {
 		msg := loadError(library)
 		log.Error("cannot load PKCS#11 library", "err", msg)
-		out.event(WorkerEvent{Type: EventFatal, Error: "load_error", Message: "cannot load " + library + ": " + msg})
+		out.event(WorkerEvent{Type: EventFatal, Error: FatalLoadError, Message: "cannot load " + library + ": " + msg})
 		out.flush()
 		return nil, false
 	}

@@ -74,6 +74,10 @@ type Result struct {
 	// failed, hung or crashed tokens used up the budget before every slot
 	// was probed, or the poll was cancelled; Tokens may then be partial.
 	ModuleError string
+	// LoadFailed is set when the library itself could not be loaded (a
+	// missing file, not a PKCS#11 library): a configuration error rather
+	// than a module fault. ModuleError says why.
+	LoadFailed bool
 	// Tokens are the tokens that reported, in slot ID order. A token whose
 	// C_GetTokenInfo failed carries the serial last seen in its slot, if any
 	// (its token_info check says it failed). Self-test results (login_sign)

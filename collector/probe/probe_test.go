@@ -173,6 +173,9 @@ func TestLibraryThatCannotLoad(t *testing.T) {
 		!strings.Contains(res.ModuleError, "No such file") {
 		t.Errorf("ModuleError = %q, want the dlopen message naming the library", res.ModuleError)
 	}
+	if !res.LoadFailed {
+		t.Error("LoadFailed is false for a library that does not exist")
+	}
 	if len(res.Tokens) != 0 {
 		t.Errorf("tokens %v from a library that cannot load", serials(res))
 	}
@@ -188,6 +191,9 @@ func TestInitErrorIsModuleError(t *testing.T) {
 	res := r.poll(p, Request{})
 	if !strings.Contains(res.ModuleError, "C_Initialize") || !strings.Contains(res.ModuleError, "CKR_GENERAL_ERROR") {
 		t.Errorf("ModuleError = %q, want C_Initialize ... CKR_GENERAL_ERROR", res.ModuleError)
+	}
+	if res.LoadFailed {
+		t.Error("LoadFailed is set for a library that loaded but failed C_Initialize (a module fault)")
 	}
 	r.clear()
 	res = r.poll(p, Request{})

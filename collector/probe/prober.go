@@ -195,6 +195,8 @@ type outcome struct {
 	kind     outcomeKind
 	inflight inflight
 	msg      string
+	// loadFailed: the worker could not load the library (outFatal only).
+	loadFailed bool
 	// slots is the worker's slot list, nil if it did not get that far.
 	slots []uint
 }
@@ -234,7 +236,7 @@ func (p *Prober) probeTokens(ctx context.Context, fresh bool, start time.Time, r
 			}
 			return
 		case outSlotList, outFatal:
-			res.ModuleError = o.msg
+			res.ModuleError, res.LoadFailed = o.msg, o.loadFailed
 			p.dropWorker(false) // the next poll initialises afresh
 			return
 		case outCancelled:
@@ -390,7 +392,7 @@ func (p *Prober) runAttempt(ctx context.Context, w *worker, hard time.Time, req 
 				case p11.EventReady:
 					w.ready = true
 				case p11.EventFatal:
-					return outcome{kind: outFatal, msg: ev.Message}
+					return outcome{kind: outFatal, msg: ev.Message, loadFailed: ev.Error == p11.FatalLoadError}
 				case p11.EventSlots:
 					o.slots = ev.SlotList
 				case p11.EventBegin:

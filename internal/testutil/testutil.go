@@ -43,7 +43,11 @@ const WorkerEnv = "HSM_AGENT_TEST_WORKER"
 // started as a probe worker it serves that role and exits.
 func RunWorkerIfAsked() {
 	if os.Getenv(WorkerEnv) == "1" {
-		os.Exit(p11.Main(os.Args[1:], os.Stderr))
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "probe-worker" { // the default worker command: this executable's probe-worker
+			args = args[1:]
+		}
+		os.Exit(p11.Main(args, os.Stderr))
 	}
 }
 

@@ -8,9 +8,11 @@ import (
 )
 
 // isolate puts a diagnostic command in its own process group, so that a
-// timeout kills everything it started.
+// timeout or cancel kills everything it started, and (on Linux) has the
+// kernel kill it if the daemon dies.
 func isolate(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setPdeathsig(cmd.SysProcAttr)
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
