@@ -448,12 +448,15 @@ func TestE2EModuleErrorCrash(t *testing.T) {
 	expect(t, s, "dev-1", StateModuleError, KindOperational, "SIGABRT in C_GenerateRandom", "crashed")
 	r.allHealthy(s, "dev-1")
 
-	// The collector survived; the next poll recovers once the fault is gone.
+	// The collector survived; the next poll recovers once the fault is gone
+	// (in the worker that probed the other tokens after the crash, or in a
+	// fresh one when the crashed token was the last slot: slot order follows
+	// the random serials).
 	r.clearAll()
 	s = r.poll(false)
 	r.allHealthy(s)
-	if m, _ := s.Module("soft"); !m.Success() || !m.Fresh {
-		t.Errorf("module after recovery: %+v, want success in a fresh worker", m)
+	if m, _ := s.Module("soft"); !m.Success() {
+		t.Errorf("module after recovery: %+v, want success", m)
 	}
 }
 
