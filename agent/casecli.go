@@ -97,13 +97,18 @@ func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	_ = cfg
 	switch {
 	case len(pos) == 0:
-		cases, err := st.Cases(ctx, !*all)
+		cases, bad, err := st.CaseList(ctx, !*all)
 		if err != nil {
 			fmt.Fprintf(stderr, "hsm-agent cases: %v\n", err)
 			return 1
 		}
+		code := 0
+		for _, b := range bad {
+			fmt.Fprintf(stderr, "hsm-agent cases: case %s is left out, it cannot be read (`hsm-agent cases show %s` says why): %v\n", b.ID, b.ID, b.Err)
+			code = 1
+		}
 		if *f.json {
-			return printJSON(stdout, stderr, nonNil(cases))
+			return max(printJSON(stdout, stderr, nonNil(cases)), code)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSEV\tKIND\tFAULT\tDEVICE\tSERIAL\tSTATE\tOPENED\tSUMMARY")
@@ -111,7 +116,7 @@ func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, c.Fault, c.Device, c.Serial, c.State, c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
 		}
 		_ = tw.Flush()
-		return 0
+		return code
 	case len(pos) == 2 && pos[0] == "show":
 		detail, err := caseDetail(ctx, st, pos[1])
 		if err != nil {
