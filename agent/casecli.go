@@ -300,8 +300,26 @@ func localBundle(ctx context.Context, cfg *config.Config, serial string, workerC
 	}
 	defer coll.Close()
 	coll.PollOnce(ctx, true)
-	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll}, dev, nil, nil)
+	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll, inUse: stateBundlesInUse(cfg)}, dev, nil, nil)
 	return res.Path, err
+}
+
+// stateBundlesInUse lists the bundles the state DB's undelivered outbox
+// rows reference, for the CLI (no daemon): none when the agent has never
+// run (no DB), an error when the DB exists but cannot be read.
+func stateBundlesInUse(cfg *config.Config) func(context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		path := filepath.Join(cfg.StateDir, StateDBName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		st, err := openStore(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return st.BundlesInUse(ctx)
+	}
 }
 
 func copyFile(from, to string) error {

@@ -94,7 +94,7 @@ func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no device with serial " + r.PathValue("serial") + " in the inventory"})
 		return
 	}
-	res, err := makeBundle(r.Context(), cfg, bundleSource{coll: a.coll, logs: a.logs}, dev, nil, nil)
+	res, err := makeBundle(r.Context(), cfg, bundleSource{coll: a.coll, logs: a.logs, inUse: a.store.BundlesInUse}, dev, nil, nil)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
