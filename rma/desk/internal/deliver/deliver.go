@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -122,7 +123,10 @@ func ParseRetryAfter(h http.Header, now time.Time, limit time.Duration) (wait ti
 		if limit > 0 && secs > int64(limit/time.Second) {
 			return limit, true
 		}
-		wait = time.Duration(secs) * time.Second
+		wait = time.Duration(math.MaxInt64) // no cap and more seconds than a Duration holds
+		if secs <= math.MaxInt64/int64(time.Second) {
+			wait = time.Duration(secs) * time.Second
+		}
 	} else {
 		t, err := http.ParseTime(v)
 		if err != nil {
