@@ -121,3 +121,48 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) string {
 	}
 	return ""
 }
+
+// FuzzRedacted renders a valid configuration whose module environment and
+// desk URL carry fuzzed values. Properties: no panic, no error; a value of
+// a secret-named variable (PIN, PASS, SECRET, TOKEN, KEY, CRED, AUTH) never
+// appears in the output, nor does the password of the desk URL's user
+// info. Each planted value starts with a marker that must not appear at
+// all.
+func FuzzRedacted(f *testing.F) {
+	f.Add("SOFTHSM2_PIN", "1234", "https://u:pw@desk.example/hook")
+	f.Add("VENDOR_API_KEY", "k\n: [x]", "http://desk.example:8080/h?sig=abc")
+	f.Add("MY_TOKEN", "'quoted' \"and\" #comment", "https://:only-pass@desk.example")
+	f.Add("auth", "", "https://user@desk.example")
+	f.Fuzz(func(t *testing.T, key, value, deskURL string) {
+		const marker = "Zq9Mk"
+		c := Default()
+		var planted []string
+		envValue := "plain" + value
+		if sensitiveEnv.MatchString(key) {
+			envValue = marker + value
+			planted = append(planted, envValue)
+		}
+		c.Modules = []Module{{Name: "soft", Library: "/usr/lib/softhsm/libsofthsm2.so", Env: map[string]string{key: envValue}}}
+		u, err := url.Parse(deskURL)
+		if err != nil {
+			return // the loader refuses it (desks[].url must parse)
+		}
+		if u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), marker+"PW"+pw)
+				planted = append(planted, marker+"PW"+pw)
+				deskURL = u.String()
+			}
+		}
+		c.Desks = []Desk{{Name: "vendor", Type: DeskWebhook, Role: RoleVendor, URL: deskURL}}
+		out, err := c.Redacted()
+		if err != nil {
+			t.Fatalf("Redacted: %v", err)
+		}
+		for _, p := range planted {
+			if strings.Contains(string(out), p) || strings.Contains(string(out), marker) {
+				t.Fatalf("Redacted output holds the planted %q:\n%s", p, out)
+			}
+		}
+	})
+}
