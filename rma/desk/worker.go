@@ -50,7 +50,9 @@ type WorkerOptions struct {
 	Batch int
 	// RetryMin and RetryMax bound the capped exponential backoff between
 	// two attempts of one row: about RetryMin*2^(attempts-1), at most
-	// RetryMax, with jitter in the upper half.
+	// RetryMax, with jitter in the upper half. A store that cannot record
+	// an answered attempt holds the desk on the same schedule (by failures
+	// in a row), and the event is not sent again meanwhile.
 	RetryMin, RetryMax time.Duration
 	// MaxRetryAfter caps the wait a desk asks for with Retry-After.
 	MaxRetryAfter time.Duration
