@@ -273,7 +273,7 @@ func (a *Agent) caseBundle(ctx context.Context, c rma.Case) (string, error) {
 	if err != nil {
 		events = nil // a new case has none yet
 	}
-	res, err := makeBundle(ctx, cfg, bundleSource{coll: a.coll, logs: a.logs}, dev, &c, events)
+	res, err := makeBundle(ctx, cfg, bundleSource{coll: a.coll, logs: a.logs, inUse: a.store.BundlesInUse}, dev, &c, events)
 	if err != nil {
 		return "", err
 	}

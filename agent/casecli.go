@@ -99,13 +99,18 @@ func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	_ = cfg
 	switch {
 	case len(pos) == 0:
-		cases, err := st.Cases(ctx, !*all)
+		cases, bad, err := st.CaseList(ctx, !*all)
 		if err != nil {
 			fmt.Fprintf(stderr, "hsm-agent cases: %v\n", err)
 			return 1
 		}
+		code := 0
+		for _, b := range bad {
+			fmt.Fprintf(stderr, "hsm-agent cases: case %s is left out, it cannot be read (`hsm-agent cases show %s` says why): %v\n", b.ID, b.ID, b.Err)
+			code = 1
+		}
 		if *f.json {
-			return printJSON(stdout, stderr, nonNil(cases))
+			return max(printJSON(stdout, stderr, nonNil(cases)), code)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSEV\tKIND\tFAULT\tDEVICE\tSERIAL\tSTATE\tOPENED\tSUMMARY")
@@ -113,7 +118,7 @@ func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, c.Fault, c.Device, c.Serial, c.State, c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
 		}
 		_ = tw.Flush()
-		return 0
+		return code
 	case len(pos) == 2 && pos[0] == "show":
 		detail, err := caseDetail(ctx, st, pos[1])
 		if err != nil {
@@ -306,8 +311,26 @@ func localBundle(ctx context.Context, cfg *config.Config, serial string, workerC
 	}
 	defer coll.Close()
 	coll.PollOnce(ctx, true)
-	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll}, dev, nil, nil)
+	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll, inUse: stateBundlesInUse(cfg)}, dev, nil, nil)
 	return res.Path, err
+}
+
+// stateBundlesInUse lists the bundles the state DB's undelivered outbox
+// rows reference, for the CLI (no daemon): none when the agent has never
+// run (no DB), an error when the DB exists but cannot be read.
+func stateBundlesInUse(cfg *config.Config) func(context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		path := filepath.Join(cfg.StateDir, StateDBName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		st, err := openStore(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return st.BundlesInUse(ctx)
+	}
 }
 
 func copyFile(from, to string) error {

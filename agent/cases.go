@@ -142,6 +142,9 @@ func (o *outbox) stop(ctx context.Context) error {
 type bundleSource struct {
 	coll *collector.Collector // nil outside the daemon
 	logs *bundle.LogBuffer    // nil outside the daemon
+	// inUse lists the bundles undelivered outbox rows reference, which
+	// pruning keeps; nil when there is no state DB yet.
+	inUse func(context.Context) ([]string, error)
 }
 
 // makeBundle builds (and prunes) a diagnostics bundle for one device and,
@@ -181,7 +184,14 @@ func makeBundle(ctx context.Context, cfg *config.Config, src bundleSource, dev c
 	if err != nil {
 		return res, err
 	}
-	if err := bundle.Prune(dir, dev.Name, cfg.Diagnostics.Retention); err != nil {
+	var keep []string
+	if src.inUse != nil {
+		if keep, err = src.inUse(ctx); err != nil {
+			// Not knowing which bundles a desk still needs, delete none.
+			return res, fmt.Errorf("prune bundles of %s: skipped, the outbox could not be read: %w", dev.Name, err)
+		}
+	}
+	if err := bundle.Prune(dir, dev.Name, cfg.Diagnostics.Retention, keep...); err != nil {
 		return res, fmt.Errorf("prune bundles of %s: %w", dev.Name, err)
 	}
 	return res, nil

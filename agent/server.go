@@ -17,6 +17,11 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
+// HeaderUnreadableCases lists, comma-separated, the IDs of the cases that
+// /api/v1/cases left out because their rows cannot be read (absent when
+// every row was read).
+const HeaderUnreadableCases = "X-Hsm-Agent-Unreadable-Cases"
+
 // serveHTTP serves srv on ln, at most MaxHTTPConns connections at once,
 // with TLS and basic auth when webConfigFile (exporter-toolkit format) is set.
 func serveHTTP(ln net.Listener, srv *http.Server, webConfigFile string, logger *slog.Logger) error {
@@ -52,10 +57,18 @@ func (a *Agent) handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(Reports(a.coll.Snapshot()))
 	})
 	mux.HandleFunc("GET /api/v1/cases", func(w http.ResponseWriter, r *http.Request) {
-		cases, err := a.store.Cases(r.Context(), r.URL.Query().Get("all") == "")
+		cases, bad, err := a.store.CaseList(r.Context(), r.URL.Query().Get("all") == "")
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
+		}
+		ids := make([]string, 0, len(bad))
+		for _, b := range bad {
+			a.logger.Error("a case is left out of /api/v1/cases: its row cannot be read", "case", b.ID, "err", b.Err)
+			ids = append(ids, b.ID)
+		}
+		if len(ids) > 0 {
+			w.Header().Set(HeaderUnreadableCases, strings.Join(ids, ","))
 		}
 		writeJSON(w, http.StatusOK, nonNil(cases))
 	})
@@ -151,7 +164,7 @@ func (a *Agent) bundleHandler(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no device with serial " + r.PathValue("serial") + " in the inventory"})
 		return
 	}
-	res, err := makeBundle(r.Context(), cfg, bundleSource{coll: a.coll, logs: a.logs}, dev, nil, nil)
+	res, err := makeBundle(r.Context(), cfg, bundleSource{coll: a.coll, logs: a.logs, inUse: a.store.BundlesInUse}, dev, nil, nil)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return

@@ -125,6 +125,7 @@ const (
 	EventClosed         = "case.closed"    // by an operator (or a desk, later)
 	EventCancelled      = "case.cancelled" // by an operator
 	EventBundleApproved = "case.approved"  // an operator released the bundle
+	EventBundleAdded    = "case.bundle"    // the bundle that could not be written when the case went out
 	EventPage           = "case.page"      // severity 1: a pager event with phone and vendor reference
 	EventTest           = "desk.test"      // `hsm-agent desk test NAME`
 	EventDelivery       = "delivery"       // log only: a delivery attempt and its outcome
@@ -193,6 +194,10 @@ type DeskEvent struct {
 	Bundle   *BundleRef `json:"bundle,omitempty"`
 	Page     *Page      `json:"page,omitempty"`
 	Test     bool       `json:"test,omitempty"`
+	// BundleNote says why an event that should carry the diagnostics
+	// bundle goes without it ("diagnostics bundle could not be written:
+	// REASON; it will follow"); a later case.bundle event brings it.
+	BundleNote string `json:"bundle_note,omitempty"`
 }
 
 // BundleRef describes the diagnostics bundle attached to an event.

@@ -21,6 +21,7 @@ const (
 	DefaultPageCheckInterval     = 2 * time.Second
 	DefaultContractCheckInterval = time.Hour
 	DefaultQueueSize             = 1024
+	DefaultBundleRetryInterval   = 30 * time.Second
 )
 
 // EngineOptions wire an Engine to the rest of the agent. Store is required.
@@ -52,6 +53,10 @@ type EngineOptions struct {
 	ContractCheckInterval time.Duration
 	// QueueSize bounds the snapshots waiting for the engine (default 1024).
 	QueueSize int
+	// BundleRetryInterval is the first wait before a bundle that could not
+	// be written is tried again; it doubles up to 16 times that (default
+	// 30s).
+	BundleRetryInterval time.Duration
 	// AgentVersion goes into case descriptions.
 	AgentVersion string
 }
@@ -78,9 +83,10 @@ type Engine struct {
 
 	// Owned by Run's goroutine.
 	tracker  *Tracker
-	rechecks map[string]time.Time // module -> when to ask for a recheck (real time)
-	serials  map[string]string    // device -> serial last recorded
-	slots    map[string]SlotSeen  // device -> slot last recorded
+	rechecks map[string]time.Time    // module -> when to ask for a recheck (real time)
+	serials  map[string]string       // device -> serial last recorded
+	slots    map[string]SlotSeen     // device -> slot last recorded
+	bundles  map[string]*bundleRetry // case -> retries of its owed bundle
 }
 
 // NewEngine returns an engine for cfg. Nothing runs until Run.
@@ -109,10 +115,13 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.BundleRetryInterval <= 0 {
+		opts.BundleRetryInterval = DefaultBundleRetryInterval
+	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
 		reloaded: make(chan struct{}, 1),
 		m:        newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{},
-		slots: map[string]SlotSeen{}}
+		slots: map[string]SlotSeen{}, bundles: map[string]*bundleRetry{}}
 	e.cfg.Store(cfg)
 	return e, nil
 }
@@ -436,9 +445,12 @@ func (e *Engine) open(ctx context.Context, cfg *config.Config, f Fault, inv conf
 		Severity: sev, Impact: impact, Tier: inv.Contract.Tier, State: StateOpen, Environment: inv.Environment, Pool: inv.Pool,
 		Summary: f.Summary, Description: f.Description, OpenedAt: now, UpdatedAt: now, Occurrences: 1, Seq: 1}
 	applyPolicy(cfg, &c, inv, now, e.opts.PageFallback)
-	bundle, data := e.bundle(ctx, c)
+	bundle, note, data := e.bundle(ctx, c)
+	if note != "" {
+		c.Due[DueBundle] = now.Add(e.opts.BundleRetryInterval)
+	}
 	data["severity"], data["impact"] = c.Severity, c.Impact
-	rows, err := outbox(targets(cfg, c, EventOpened, nil), c, EventOpened, nil, bundle, now)
+	rows, err := outboxNoting(targets(cfg, c, EventOpened, nil), c, EventOpened, nil, bundle, note, now)
 	if err != nil {
 		return err
 	}
@@ -459,20 +471,22 @@ func (e *Engine) open(ctx context.Context, cfg *config.Config, f Fault, inv conf
 }
 
 // bundle builds the case's diagnostics bundle; a failure is logged and
-// noted on the event, never fatal.
-func (e *Engine) bundle(ctx context.Context, c Case) (string, map[string]any) {
-	data := map[string]any{}
+// noted on the event, never fatal: note is then what the desks are told
+// (BundleNote), and the bundle follows later (DueBundle).
+func (e *Engine) bundle(ctx context.Context, c Case) (path, note string, data map[string]any) {
+	data = map[string]any{}
 	if e.opts.Bundle == nil {
-		return "", data
+		return "", "", data
 	}
 	path, err := e.opts.Bundle(ctx, c)
 	if err != nil {
-		e.logger.Error("build the diagnostics bundle; the case goes out without it", "case", c.ID, "device", c.Device, "err", err)
+		e.logger.Error("build the diagnostics bundle; the case goes out without it and the bundle follows when it can be written",
+			"case", c.ID, "device", c.Device, "err", err)
 		data["bundle_error"] = err.Error()
-		return "", data
+		return "", bundleNote(err), data
 	}
 	data["bundle"] = path
-	return path, data
+	return path, "", data
 }
 
 // reopen reopens the key's case closed within reopen_window, with a new
@@ -481,7 +495,7 @@ func (e *Engine) reopen(ctx context.Context, cfg *config.Config, prev Case, f Fa
 	now := e.now()
 	next := prev
 	next.State, next.ClosedAt, next.Severity = StateOpen, time.Time{}, sev
-	bundle, data := e.bundle(ctx, next)
+	bundle, note, data := e.bundle(ctx, next)
 	data["severity"], data["impact"], data["closed_at"] = sev, impact, prev.ClosedAt
 	c, err := e.st.Transition(ctx, prev.ID, func(c *Case) (Event, []Delivery, error) {
 		if c.State != StateClosed {
@@ -493,7 +507,11 @@ func (e *Engine) reopen(ctx context.Context, cfg *config.Config, prev Case, f Fa
 		c.Occurrences++
 		c.Held, c.BundleApproved = false, false
 		applyPolicy(cfg, c, inv, now, e.opts.PageFallback)
-		rows, err := outbox(targets(cfg, *c, EventReopened, nil), after(*c, now), EventReopened, nil, bundle, now)
+		delete(c.Due, DueBundle)
+		if note != "" {
+			c.Due[DueBundle] = now.Add(e.opts.BundleRetryInterval)
+		}
+		rows, err := outboxNoting(targets(cfg, *c, EventReopened, nil), after(*c, now), EventReopened, nil, bundle, note, now)
 		ev := Event{Type: EventReopened, At: now, Actor: ActorAgent, Note: f.Summary, Data: eventData(data)}
 		return ev, rows, err
 	})
@@ -696,8 +714,8 @@ func stripAgent(s string) string {
 }
 
 // checkPages sends the pending severity-1 pages whose vendor ticket ID
-// arrived or whose fallback time passed, and refreshes the open-case
-// metric.
+// arrived or whose fallback time passed, tries again the bundles cases
+// still owe their desks, and refreshes the open-case metric.
 func (e *Engine) checkPages(ctx context.Context) {
 	cases, err := e.st.Cases(ctx, true)
 	if err != nil {
@@ -709,6 +727,9 @@ func (e *Engine) checkPages(ctx context.Context) {
 	for _, c := range cases {
 		if _, ok := c.Due[DuePage]; ok {
 			e.pageIfDue(ctx, cfg, c)
+		}
+		if _, ok := c.Due[DueBundle]; ok {
+			e.followBundle(ctx, cfg, c)
 		}
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,6 +103,7 @@ type harness struct {
 	stop     func()
 	kicks    atomic.Int64
 	bundles  atomic.Int64
+	diskFull atomic.Bool // the bundle cannot be written (ENOSPC)
 	rechecks chan string
 }
 
@@ -128,6 +131,9 @@ func (h *harness) startEngine() {
 		Bundle: func(_ context.Context, c rma.Case) (string, error) {
 			n := h.bundles.Add(1)
 			path := filepath.Join(h.dir, c.ID+"-"+string(rune('0'+n))+".tar.gz")
+			if h.diskFull.Load() {
+				return "", &fs.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
+			}
 			return path, os.WriteFile(path, []byte("bundle of "+c.ID), 0o600)
 		},
 		Kick:              func() { h.kicks.Add(1) },
@@ -765,7 +771,7 @@ func TestEngineMetrics(t *testing.T) {
 	}
 	events := "# HELP hsm_case_events_total Case events this agent recorded since it started, by event type (case.opened, case.page, ...).\n" +
 		"# TYPE hsm_case_events_total counter\n"
-	for _, ev := range []string{"case.approved", "case.cancelled", "case.cleared", "case.closed", "case.held", "case.opened",
+	for _, ev := range []string{"case.approved", "case.bundle", "case.cancelled", "case.cleared", "case.closed", "case.held", "case.opened",
 		"case.page", "case.reopened", "case.updated", "note"} {
 		n := "0"
 		switch ev {

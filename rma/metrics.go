@@ -12,7 +12,7 @@ var Kinds = []Kind{KindHardware, KindOperational, KindFirmware, KindContract}
 
 // eventTypes are the case events counted from the start (zero until seen).
 var eventTypes = []string{EventOpened, EventUpdated, EventCleared, EventReopened, EventHeld, EventClosed,
-	EventCancelled, EventBundleApproved, EventPage, EventNote}
+	EventCancelled, EventBundleApproved, EventBundleAdded, EventPage, EventNote}
 
 // metrics are the engine's Prometheus series.
 type metrics struct {

@@ -16,6 +16,11 @@ const (
 	// DuePage is set while a severity-1 page is pending: it is sent when the
 	// vendor desk returns its ticket ID, or at this time without it.
 	DuePage = "page"
+	// DueBundle is set while the case owes its desks the diagnostics
+	// bundle that could not be written when it went out (e.g. a full
+	// disk): from this time the engine tries again and sends it in a
+	// case.bundle event.
+	DueBundle = "bundle"
 )
 
 // Actors of the case log besides "operator:USER" and "desk:NAME".
@@ -126,9 +131,19 @@ func targets(cfg *config.Config, c Case, evType string, have map[string]bool) []
 // approve until an operator approves it. c is the case as it will be after
 // the event (Seq already the event's).
 func outbox(desks []config.Desk, c Case, evType string, page *Page, bundle string, at time.Time) ([]Delivery, error) {
+	return outboxNoting(desks, c, evType, page, bundle, "", at)
+}
+
+// outboxNoting is outbox with a BundleNote for the desks that should have
+// had a bundle (every desk but pagers): why it is missing.
+func outboxNoting(desks []config.Desk, c Case, evType string, page *Page, bundle, note string, at time.Time) ([]Delivery, error) {
 	var out []Delivery
 	for _, d := range desks {
-		p, err := json.Marshal(DeskEvent{Event: evType, Sequence: c.Seq, Case: c, Page: page})
+		ev := DeskEvent{Event: evType, Sequence: c.Seq, Case: c, Page: page}
+		if d.Role != config.RolePager {
+			ev.BundleNote = note
+		}
+		p, err := json.Marshal(ev)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s event for desk %s: %w", evType, d.Name, err)
 		}

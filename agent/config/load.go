@@ -77,6 +77,7 @@ func Parse(data []byte, file string) (*Config, error) {
 		}
 	}
 
+	errs = append(errs, nullKeys(file, &root)...)
 	c.listDefaults()
 
 	// A mapping or list that failed to decode leaves the structs short (yaml
@@ -122,6 +123,25 @@ func (c *Config) listDefaults() {
 			cmd.Timeout = DefaultCommandTimeout
 		}
 	}
+}
+
+// nullKeys reports every mapping key that is null ("~", "null" or
+// nothing before the colon): yaml ignores such a key even with
+// KnownFields, so it would pass silently as an unknown field.
+func nullKeys(file string, n *yaml.Node) []*FieldError {
+	var errs []*FieldError
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!null" {
+				errs = append(errs, &FieldError{File: file, Line: k.Line,
+					Msg: "a key here is empty or null (~, null); write the setting's name before the colon"})
+			}
+		}
+	}
+	for _, c := range n.Content {
+		errs = append(errs, nullKeys(file, c)...)
+	}
+	return errs
 }
 
 // emptyDocument reports whether a document holds nothing (a stray "---").

@@ -167,6 +167,7 @@ var invalid = map[string]string{
 	"invalid-type-mapping.yml":            `testdata/invalid-type-mapping.yml:2: devices: expected a list, got a mapping`,
 	"invalid-top-level.yml":               `testdata/invalid-top-level.yml:1: expected a mapping of settings at the top level, got a list`,
 	"invalid-duplicate-key.yml":           `testdata/invalid-duplicate-key.yml:3: listen: set twice (first at line 1); keep one`,
+	"invalid-null-key.yml":                `testdata/invalid-null-key.yml:2: a key here is empty or null (~, null); write the setting's name before the colon`,
 	"invalid-duplicate-key-nested.yml":    `testdata/invalid-duplicate-key-nested.yml:8: devices[0].name: set twice (first at line 7); keep one`,
 	"invalid-syntax.yml":                  `testdata/invalid-syntax.yml:2: invalid YAML at or below this line: did not find expected '-' indicator`,
 	"invalid-multiple-documents.yml":      `testdata/invalid-multiple-documents.yml:2: a second YAML document starts here; put the whole configuration in one document`,

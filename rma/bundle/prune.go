@@ -24,7 +24,12 @@ const staleTemp = time.Hour
 // the timestamp in the name, then by modification time. Files that are not
 // bundles are left alone, except temporary files of interrupted builds older
 // than an hour. A device without bundles is not an error.
-func Prune(dir, device string, keep int) error {
+//
+// inUse are the bundles that must stay whatever their age: those an
+// undelivered or approval-held outbox row still references (the store's
+// BundlesInUse). A path names a bundle by its device directory and file
+// name, so relative and absolute forms of the same state_dir both match.
+func Prune(dir, device string, keep int, inUse ...string) error {
 	if keep <= 0 {
 		keep = DefaultRetention
 	}
@@ -77,7 +82,16 @@ func Prune(dir, device string, keep int) error {
 		}
 		return a.name > b.name
 	})
+	held := map[string]bool{}
+	for _, p := range inUse {
+		if filepath.Base(filepath.Dir(p)) == device {
+			held[filepath.Base(p)] = true
+		}
+	}
 	for _, b := range bundles[min(keep, len(bundles)):] {
+		if held[b.name] {
+			continue // a desk still has to get it
+		}
 		if err := os.Remove(filepath.Join(devDir, b.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -50,7 +50,9 @@ type WorkerOptions struct {
 	Batch int
 	// RetryMin and RetryMax bound the capped exponential backoff between
 	// two attempts of one row: about RetryMin*2^(attempts-1), at most
-	// RetryMax, with jitter in the upper half.
+	// RetryMax, with jitter in the upper half. A store that cannot record
+	// an answered attempt holds the desk on the same schedule (by failures
+	// in a row), and the event is not sent again meanwhile.
 	RetryMin, RetryMax time.Duration
 	// MaxRetryAfter caps the wait a desk asks for with Retry-After.
 	MaxRetryAfter time.Duration
@@ -181,6 +183,17 @@ type deskLoop struct {
 	failing      bool      // in a failure streak (logged once)
 	failures     int       // attempts failed in the streak
 	storeFailing bool      // the store failed (logged once)
+	storeErrs    int       // consecutive store failures (their backoff)
+	// unrecorded is an attempt the desk answered but the store could not
+	// record (disk full, read-only DB): it is recorded before anything
+	// else is sent, so the event is not sent again meanwhile.
+	unrecorded *unrecorded
+}
+
+// unrecorded is a finished attempt waiting to be recorded.
+type unrecorded struct {
+	row rma.Delivery
+	a   store.Attempt
 }
 
 func (l *deskLoop) run(ctx context.Context) {
@@ -215,6 +228,18 @@ func (l *deskLoop) pass(ctx context.Context) time.Duration {
 	if now.Before(l.holdUntil) {
 		return l.holdUntil.Sub(now)
 	}
+	if u := l.unrecorded; u != nil {
+		if hold, ok := l.record(ctx, u.row, u.a); !ok {
+			return hold
+		}
+		l.unrecorded = nil
+		l.log.Info("delivery attempt recorded once the store worked again", "case", u.row.CaseID,
+			"sequence", u.row.Seq, "outcome", u.a.Outcome(), "ticket", u.a.TicketID)
+		if !u.a.Delivered && !u.a.Parked && now.Before(u.a.NextAttempt) {
+			l.holdUntil = u.a.NextAttempt // the desk failed too: keep its order
+			return u.a.NextAttempt.Sub(now)
+		}
+	}
 	rows, err := l.w.st.DueDeliveries(ctx, l.name, now, o.Batch)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -231,7 +256,7 @@ func (l *deskLoop) pass(ctx context.Context) time.Duration {
 		}
 		next, ok := l.attempt(ctx, row)
 		if !ok {
-			return o.PollInterval // cancelled, or the store failed
+			return max(next.Sub(o.Now()), o.PollInterval) // cancelled, or the store failed
 		}
 		if !next.IsZero() {
 			l.holdUntil = next
@@ -246,7 +271,8 @@ func (l *deskLoop) pass(ctx context.Context) time.Duration {
 
 // attempt sends one row and records the outcome. next is set when the row
 // is to be retried (the desk is held until then); ok is false when the
-// outcome was not recorded (cancelled, or the store failed).
+// outcome was not recorded (cancelled, or the store failed: then next is
+// the end of the store's backoff).
 func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Time, ok bool) {
 	o := l.w.opts
 	log := l.log.With("case", row.CaseID, "sequence", row.Seq)
@@ -292,17 +318,11 @@ func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Tim
 	}
 	l.w.m.observe(l.name, string(reason), end)
 
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	rerr := l.w.st.RecordAttempt(rctx, row.ID, a)
-	cancel()
-	switch {
-	case errors.Is(rerr, store.ErrNoChange):
-		log.Debug("outbox row was settled meanwhile (another agent process or an operator)", "err", rerr)
-	case rerr != nil:
-		l.storeError("record a delivery attempt", rerr)
-		return time.Time{}, false
-	default:
-		l.storeOK()
+	if _, ok := l.record(ctx, row, a); !ok {
+		// The desk has answered; sending again before the answer is
+		// recorded would repeat the event. Keep it for the next pass.
+		l.unrecorded = &unrecorded{row: row, a: a}
+		return l.holdUntil, false
 	}
 
 	switch {
@@ -341,6 +361,30 @@ func (l *deskLoop) retryDelay(row rma.Delivery, err error) time.Duration {
 	return deliver.Backoff(o.RetryMin, o.RetryMax, row.Attempts)
 }
 
+// record writes attempt a of row to the store. When the store fails the
+// desk is held with the same capped exponential backoff as a desk error
+// (by the number of store failures in a row) and hold is that wait; ok is
+// false. A row settled meanwhile (ErrNoChange) counts as recorded.
+func (l *deskLoop) record(ctx context.Context, row rma.Delivery, a store.Attempt) (hold time.Duration, ok bool) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	err := l.w.st.RecordAttempt(rctx, row.ID, a)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNoChange):
+		l.log.Debug("outbox row was settled meanwhile (another agent process or an operator)",
+			"case", row.CaseID, "sequence", row.Seq, "err", err)
+	case err != nil:
+		o := l.w.opts
+		hold = deliver.Backoff(o.RetryMin, o.RetryMax, l.storeErrs)
+		l.storeErrs++
+		l.holdUntil = o.Now().Add(hold)
+		l.storeError("record a delivery attempt (case "+row.CaseID+", outcome "+a.Outcome()+")", err)
+		return hold, false
+	}
+	l.storeOK()
+	return 0, true
+}
+
 func (l *deskLoop) storeError(op string, err error) {
 	if !l.storeFailing {
 		l.storeFailing = true
@@ -351,6 +395,7 @@ func (l *deskLoop) storeError(op string, err error) {
 }
 
 func (l *deskLoop) storeOK() {
+	l.storeErrs = 0
 	if l.storeFailing {
 		l.storeFailing = false
 		l.log.Info("outbox store works again")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -161,9 +162,25 @@ func (s *Store) CaseByKey(ctx context.Context, dedupKey string) (rma.Case, bool,
 	return c, true, nil
 }
 
-// Cases lists cases, newest (by OpenedAt) first; openOnly leaves out
-// closed and cancelled ones.
+// Cases lists the readable cases, newest (by OpenedAt) first; openOnly
+// leaves out closed and cancelled ones. A row that cannot be read is left
+// out (CaseList reports it), so one damaged row never hides the others.
 func (s *Store) Cases(ctx context.Context, openOnly bool) ([]rma.Case, error) {
+	cases, _, err := s.CaseList(ctx, openOnly)
+	return cases, err
+}
+
+// UnreadableCase is a case row that cannot be read (damaged, or edited by
+// hand): its ID and what is wrong with it (an ErrUnreadableRow).
+type UnreadableCase struct {
+	ID  string
+	Err error
+}
+
+// CaseList is Cases that also returns the rows it left out because they
+// cannot be read, each with its case ID and the reason. err is for the
+// listing itself (the database cannot be queried).
+func (s *Store) CaseList(ctx context.Context, openOnly bool) (cases []rma.Case, bad []UnreadableCase, err error) {
 	q := `SELECT ` + caseCols + ` FROM cases`
 	if openOnly {
 		q += ` WHERE ` + openCaseStates
@@ -171,21 +188,26 @@ func (s *Store) Cases(ctx context.Context, openOnly bool) ([]rma.Case, error) {
 	q += ` ORDER BY opened_at DESC, rowid DESC`
 	rows, err := s.query(ctx, q)
 	if err != nil {
-		return nil, s.fail("list cases", err)
+		return nil, nil, s.fail("list cases", err)
 	}
 	defer rows.Close()
-	out := []rma.Case{}
+	cases = []rma.Case{}
 	for rows.Next() {
 		c, err := s.scanCase(rows)
-		if err != nil {
-			return nil, s.fail("list cases", err)
+		var re *rowError
+		switch {
+		case errors.As(err, &re):
+			bad = append(bad, UnreadableCase{ID: re.id, Err: err})
+		case err != nil:
+			return nil, nil, s.fail("list cases", err)
+		default:
+			cases = append(cases, c)
 		}
-		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.fail("list cases", err)
+		return nil, nil, s.fail("list cases", err)
 	}
-	return out, nil
+	return cases, bad, nil
 }
 
 // Events returns a case's log in the order it was written, log-only rows
@@ -358,15 +380,21 @@ type rowQuerier interface {
 
 func (s *Store) loadCase(ctx context.Context, q rowQuerier, id string) (rma.Case, error) {
 	c, err := s.scanCase(q.queryRow(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
+	var re *rowError
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return rma.Case{}, fmt.Errorf("case %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
+	case errors.As(err, &re):
+		return rma.Case{}, err
+	case err != nil:
 		return rma.Case{}, s.fail("read case "+id, err)
 	}
 	return c, nil
 }
 
+// scanCase reads one case row. A row whose columns cannot be converted
+// (a damaged or hand-edited row) is a *rowError naming the case, wrapping
+// ErrUnreadableRow.
 func (s *Store) scanCase(r scanner) (rma.Case, error) {
 	var c rma.Case
 	var kind, flow, state, opened, updated, due, refs string
@@ -376,31 +404,62 @@ func (s *Store) scanCase(r scanner) (rma.Case, error) {
 		&flow, &state, &c.Environment, &c.Pool, &c.Summary, &c.Description, &opened, &updated,
 		&closed, &c.RMANumber, &due, &c.Impact, &c.Reason, &held, &c.Occurrences, &refs, &c.Seq,
 		&approved)
-	if err != nil {
-		return rma.Case{}, err
+	// Scan fills the columns in order, so the ID (the first) is known
+	// even when a later column fails.
+	bad := func(err error) (rma.Case, error) {
+		return rma.Case{}, &rowError{path: s.path, id: c.ID, err: err}
+	}
+	switch {
+	case err != nil && strings.HasPrefix(err.Error(), scanConversionError):
+		return bad(err)
+	case err != nil:
+		return rma.Case{}, err // no row, or the query failed
 	}
 	c.Kind, c.Flow, c.State = rma.Kind(kind), rma.Flow(flow), rma.State(state)
 	c.Held, c.BundleApproved = held != 0, approved != 0
 	if c.OpenedAt, err = parseTime(opened); err != nil {
-		return rma.Case{}, err
+		return bad(fmt.Errorf("opened_at: %w", err))
 	}
 	if c.UpdatedAt, err = parseTime(updated); err != nil {
-		return rma.Case{}, err
+		return bad(fmt.Errorf("updated_at: %w", err))
 	}
 	if c.ClosedAt, err = parseTimeNull(closed); err != nil {
-		return rma.Case{}, err
+		return bad(fmt.Errorf("closed_at: %w", err))
 	}
 	if err := json.Unmarshal([]byte(due), &c.Due); err != nil {
-		return rma.Case{}, fmt.Errorf("case %s: bad due JSON in the database: %w", c.ID, err)
+		return bad(fmt.Errorf("bad due JSON: %w", err))
 	}
 	for k, v := range c.Due {
 		c.Due[k] = v.UTC()
 	}
 	if err := json.Unmarshal([]byte(refs), &c.DeskRefs); err != nil {
-		return rma.Case{}, fmt.Errorf("case %s: bad desk_refs JSON in the database: %w", c.ID, err)
+		return bad(fmt.Errorf("bad desk_refs JSON: %w", err))
 	}
 	return c, nil
 }
+
+// ErrUnreadableRow: one row of the state DB cannot be read (damaged, or
+// edited by hand); the other rows are fine.
+var ErrUnreadableRow = errors.New("the database row is unreadable")
+
+// rowError is an unreadable case row.
+type rowError struct {
+	path, id string
+	err      error
+}
+
+func (e *rowError) Error() string {
+	return fmt.Sprintf("state DB %s: case %s: %v: %v; the other cases are not affected. Restore the state DB from a backup, or correct the row with sqlite3 (table cases, id %s)",
+		e.path, e.id, ErrUnreadableRow, e.err, e.id)
+}
+
+// Unwrap returns ErrUnreadableRow and the cause.
+func (e *rowError) Unwrap() []error { return []error{ErrUnreadableRow, e.err} }
+
+// scanConversionError starts the error of database/sql's Scan when a
+// column's value does not convert to its Go type (e.g. text in an integer
+// column): the row, not the query, is at fault.
+const scanConversionError = "sql: Scan error on column"
 
 // cloneCase copies the maps so that fn's changes never reach the loaded
 // case.

@@ -289,6 +289,29 @@ func (s *Store) ReleaseBundles(ctx context.Context, caseID string) error {
 	})
 }
 
+// BundlesInUse returns the bundle paths that outbox rows not yet delivered
+// (pending, approval-held or parked) reference: what pruning must keep.
+func (s *Store) BundlesInUse(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT DISTINCT bundle_path FROM outbox
+		WHERE state <> 'delivered' AND bundle_path <> '' ORDER BY bundle_path`)
+	if err != nil {
+		return nil, s.fail("bundles in use", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, s.fail("bundles in use", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("bundles in use", err)
+	}
+	return out, nil
+}
+
 // OutboxCounts returns, by desk, how many rows are pending and parked.
 // Desks with neither are absent.
 func (s *Store) OutboxCounts(ctx context.Context) (map[string]OutboxCount, error) {

@@ -6,6 +6,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -62,6 +63,7 @@ type Desk struct {
 	key       []byte // nil without secret_file
 	client    *deliver.HTTPClient
 	now       func() time.Time
+	log       *slog.Logger
 }
 
 // New builds the webhook desk cfg describes. With secret_file it reads the
@@ -92,6 +94,7 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 		userAgent: "hsm-agent/" + version,
 		client:    client,
 		now:       client.Options().Now, // the client's clock, defaults filled in
+		log:       logger.With("desk", cfg.Name),
 	}
 	if cfg.SecretFile != "" {
 		secret, source, err := config.ReadCredential(config.CredentialName(config.CredentialDeskSecret, cfg.Name), cfg.SecretFile)
@@ -184,7 +187,15 @@ func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, re
 	if err != nil {
 		return "", retryable, err
 	}
-	return TicketID(resp.Body), false, nil
+	ticket, terr := ParseTicketID(resp.Body)
+	if terr == nil {
+		terr = resp.BodyErr
+	}
+	if terr != nil {
+		d.log.Warn("desk accepted the case event but its answer is unusable: the ticket ID is lost (the delivery stands; find the ticket at the desk by the idempotency key)",
+			"case", m.Delivery.CaseID, "sequence", m.Delivery.Seq, "idempotency_key", id, "status", resp.Status, "err", terr)
+	}
+	return ticket, false, nil
 }
 
 // BodySignature is the hex HMAC-SHA256 of body (X-Hsm-Agent-Signature
@@ -211,17 +222,34 @@ func StandardSignature(key []byte, id, timestamp string, body []byte) string {
 // answer; "" when the answer has none or is not JSON (the desk still has
 // the event).
 func TicketID(body []byte) string {
+	s, _ := ParseTicketID(body)
+	return s
+}
+
+// ParseTicketID is TicketID that also says when the answer is malformed:
+// a body that looks like JSON (starts with '{') but does not parse, or a
+// ticket_id that is neither a string nor a number. An empty or plain-text
+// answer, or JSON without ticket_id, is no error: that desk gives no ticket
+// IDs. The ID is printable, trimmed, and at most 200 characters.
+func ParseTicketID(body []byte) (string, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return "", nil
+	}
 	var a struct {
 		TicketID json.RawMessage `json:"ticket_id"`
 	}
-	if json.Unmarshal(body, &a) != nil || len(a.TicketID) == 0 {
-		return ""
+	if err := json.Unmarshal(trimmed, &a); err != nil {
+		return "", fmt.Errorf("the answer is not valid JSON: %w", err)
+	}
+	if len(a.TicketID) == 0 || string(a.TicketID) == "null" {
+		return "", nil
 	}
 	var s string
 	if json.Unmarshal(a.TicketID, &s) != nil {
 		var n json.Number
 		if json.Unmarshal(a.TicketID, &n) != nil {
-			return ""
+			return "", errors.New("ticket_id in the answer is neither a string nor a number")
 		}
 		s = n.String()
 	}
@@ -234,5 +262,5 @@ func TicketID(body []byte) string {
 	if r := []rune(s); len(r) > maxTicketID {
 		s = string(r[:maxTicketID])
 	}
-	return s
+	return s, nil
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,9 +37,9 @@ type Reason string
 
 // Reasons of failed attempts.
 const (
-	ReasonTimeout     Reason = "timeout"      // the attempt timed out
+	ReasonTimeout     Reason = "timeout"      // the attempt timed out, or the desk answered 408: retried
 	ReasonConnection  Reason = "connection"   // DNS, refused, reset, TLS: no HTTP answer
-	ReasonStatus4xx   Reason = "status_4xx"   // a 4xx other than 429: never retried, parked
+	ReasonStatus4xx   Reason = "status_4xx"   // a 4xx other than 408 and 429: never retried, parked
 	ReasonStatus5xx   Reason = "status_5xx"   // retried
 	ReasonStatus429   Reason = "status_429"   // retried, Retry-After honoured (capped)
 	ReasonBadResponse Reason = "bad_response" // an answer that is neither 2xx, 4xx nor 5xx (e.g. a redirect): parked
@@ -86,15 +87,19 @@ func ReasonOf(err error) Reason {
 }
 
 // RetryableStatus is the one place that decides which HTTP answers are
-// retried: 429 and every 5xx are (retryable true); every other 4xx is not
-// (the delivery is parked); 1xx and 3xx are bad responses (parked: the URL
-// needs fixing). ok is true for 2xx.
+// retried: 429, 408 (the desk timed out waiting for the request: reason
+// timeout) and every 5xx are (retryable true); every other 4xx is not (the
+// delivery is parked); 1xx and 3xx are bad responses (parked: the URL
+// needs fixing; a redirect is reported with its Location, never followed).
+// ok is true for 2xx.
 func RetryableStatus(status int) (ok, retryable bool, reason Reason) {
 	switch {
 	case status >= 200 && status <= 299:
 		return true, false, ""
 	case status == http.StatusTooManyRequests:
 		return false, true, ReasonStatus429
+	case status == http.StatusRequestTimeout:
+		return false, true, ReasonTimeout
 	case status >= 500 && status <= 599:
 		return false, true, ReasonStatus5xx
 	case status >= 400 && status <= 499:
@@ -119,7 +124,10 @@ func ParseRetryAfter(h http.Header, now time.Time, limit time.Duration) (wait ti
 		if limit > 0 && secs > int64(limit/time.Second) {
 			return limit, true
 		}
-		wait = time.Duration(secs) * time.Second
+		wait = time.Duration(math.MaxInt64) // no cap and more seconds than a Duration holds
+		if secs <= math.MaxInt64/int64(time.Second) {
+			wait = time.Duration(secs) * time.Second
+		}
 	} else {
 		t, err := http.ParseTime(v)
 		if err != nil {

@@ -33,7 +33,7 @@ func TestRetryableStatus(t *testing.T) {
 		{401, false, false, ReasonStatus4xx},
 		{403, false, false, ReasonStatus4xx},
 		{404, false, false, ReasonStatus4xx},
-		{408, false, false, ReasonStatus4xx},
+		{408, false, true, ReasonTimeout},
 		{410, false, false, ReasonStatus4xx},
 		{422, false, false, ReasonStatus4xx},
 		{301, false, false, ReasonBadResponse},

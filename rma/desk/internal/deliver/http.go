@@ -122,7 +122,10 @@ type Request struct {
 type Response struct {
 	Status int
 	Header http.Header
-	Body   []byte // at most 1 MiB
+	Body   []byte // at most 1 MiB; nil when BodyErr is set
+	// BodyErr says why the answer's body could not be read (cut off, or
+	// larger than 1 MiB); the desk still accepted the request.
+	BodyErr error
 }
 
 // Do sends req, retrying inside the call as the options allow, and returns
@@ -161,18 +164,22 @@ func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retry
 		return nil, ctx.Err() == nil, TransportError(req.Method, req.URL, err)
 	}
 	defer drain(hr.Body)
-	body, rerr := io.ReadAll(io.LimitReader(hr.Body, maxAnswer))
+	body, rerr := io.ReadAll(io.LimitReader(hr.Body, maxAnswer+1))
 	ok, retryable, reason := RetryableStatus(hr.StatusCode)
 	if ok {
-		if rerr != nil {
-			// The desk said 2xx: it has the event. A cut answer only
-			// loses the ticket ID.
-			body = nil
+		// The desk said 2xx: it has the event. An answer that cannot be
+		// read only loses the ticket ID.
+		r := &Response{Status: hr.StatusCode, Header: hr.Header, Body: body}
+		switch {
+		case rerr != nil:
+			r.Body, r.BodyErr = nil, fmt.Errorf("reading the %s answer: %w", hr.Status, rerr)
+		case len(body) > maxAnswer:
+			r.Body, r.BodyErr = nil, fmt.Errorf("the %s answer is larger than %d bytes", hr.Status, maxAnswer)
 		}
-		return &Response{Status: hr.StatusCode, Header: hr.Header, Body: body}, false, nil
+		return r, false, nil
 	}
 	e := &Error{Reason: reason, Status: hr.StatusCode,
-		Err: fmt.Errorf("%s %s: desk answered %s%s", req.Method, RedactURL(req.URL), hr.Status, snippet(body))}
+		Err: fmt.Errorf("%s %s: desk answered %s%s%s", req.Method, RedactURL(req.URL), hr.Status, redirectNote(req.URL, hr), snippet(body))}
 	if retryable {
 		if wait, ok := ParseRetryAfter(hr.Header, c.opts.Now(), c.opts.MaxRetryAfter); ok {
 			e.RetryAfter = wait
@@ -227,6 +234,24 @@ func Backoff(lo, hi time.Duration, n int) time.Duration {
 		return d
 	}
 	return half + rand.N(half+1)
+}
+
+// redirectNote says where a redirect points (its Location resolved
+// against the request URL, redacted like it) and that it was not followed;
+// "" for any other answer.
+func redirectNote(reqURL *url.URL, hr *http.Response) string {
+	if hr.StatusCode < 300 || hr.StatusCode > 399 {
+		return ""
+	}
+	loc := hr.Header.Get("Location")
+	if loc == "" {
+		return " (a redirect without a Location; not followed)"
+	}
+	u, err := reqURL.Parse(loc)
+	if err != nil {
+		return " (a redirect to an unreadable Location; not followed)"
+	}
+	return " redirecting to " + RedactURL(u) + " (not followed: a POST is not re-sent elsewhere by itself; if the desk moved, set desks[].url to its new address)"
 }
 
 // drain reads a little of an answer and closes it, so the connection is reused.
