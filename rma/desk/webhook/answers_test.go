@@ -77,12 +77,13 @@ func TestRedirectIsReportedWithItsLocation(t *testing.T) {
 		if err == nil || retryable || desk.ReasonOf(err) != desk.ReasonBadResponse {
 			t.Fatalf("HTTP %d: retryable %v, err %v; want a parked bad_response", status, retryable, err)
 		}
-		if !strings.Contains(err.Error(), "redirecting to "+target.srv.URL+"/new/hook") ||
+		// Desk URLs print as scheme+host only (a path may hold a token).
+		if !strings.Contains(err.Error(), "redirecting to "+target.srv.URL+" ") ||
 			!strings.Contains(err.Error(), "desks[].url") {
 			t.Errorf("HTTP %d: error %q should say where the redirect points and what to fix", status, err)
 		}
-		if strings.Contains(err.Error(), "s3cr3t") {
-			t.Errorf("HTTP %d: error %q leaks the Location's query", status, err)
+		if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "/new/hook") {
+			t.Errorf("HTTP %d: error %q leaks the Location's path or query", status, err)
 		}
 		if n := len(rec.all()); n != 1 {
 			t.Errorf("HTTP %d: desk got %d requests, want 1 (no retry)", status, n)
