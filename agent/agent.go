@@ -129,7 +129,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 	a.outbox.start(ctx, a.cfg.Desks, cc.desks)
 	stops = append(stops, a.outbox.stop)
 
-	a.engine, err = rma.NewEngine(a.cfg, rma.EngineOptions{
+	a.engine, err = rma.NewEngine(rma.PolicyFrom(a.cfg), rma.EngineOptions{
 		Store:        a.store,
 		Logger:       a.logger.With("component", "cases"),
 		Now:          a.opts.Now,
@@ -152,7 +152,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 			if a.dbWatch.check(); a.dbWatch.err() != nil {
 				return // no case event into a database that is gone; run stops
 			}
-			a.engine.Observe(snap)
+			a.engine.Observe(snap.Health())
 			a.notify.alive()
 			firstPoll.Do(func() { a.notify.ready() })
 		},
@@ -242,7 +242,7 @@ func (a *Agent) reload(ctx context.Context) {
 	if a.outbox.changed(cc.cfg.Desks) {
 		a.outbox.start(ctx, cc.cfg.Desks, cc.desks)
 	}
-	a.engine.Reload(cc.cfg)
+	a.engine.Reload(rma.PolicyFrom(cc.cfg))
 	a.mu.Lock()
 	a.cfg = cc.cfg
 	a.mu.Unlock()

@@ -126,17 +126,17 @@ func deskSet(ctx context.Context, st Store, id string) (have map[string]bool, bu
 // cancelled cases are errors. It needs only the store and the
 // configuration, so the daemon and the CLI both use it; the daemon's
 // outbox worker delivers the rows.
-func CloseCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
-	return endCase(ctx, st, cfg, id, a, StateClosed, EventClosed)
+func CloseCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
+	return endCase(ctx, st, pol, id, a, StateClosed, EventClosed)
 }
 
 // CancelCase cancels a case (the operator stops the automated case); like
 // CloseCase otherwise.
-func CancelCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
-	return endCase(ctx, st, cfg, id, a, StateCancelled, EventCancelled)
+func CancelCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
+	return endCase(ctx, st, pol, id, a, StateCancelled, EventCancelled)
 }
 
-func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action, state State, evType string) (Case, error) {
+func endCase(ctx context.Context, st Store, pol Policy, id string, a Action, state State, evType string) (Case, error) {
 	a = a.normal()
 	if _, err := lookup(ctx, st, id, false); err != nil {
 		return Case{}, err
@@ -152,7 +152,7 @@ func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Act
 		c.State, c.ClosedAt = state, a.At
 		delete(c.Due, DuePage) // an operator has the case in hand
 		ev := Event{Type: evType, At: a.At, Actor: a.Actor, Note: a.Note}
-		rows, err := outbox(targets(cfg, *c, evType, have), after(*c, a.At), evType, nil, "", a.At)
+		rows, err := outbox(targets(pol, *c, evType, have), after(*c, a.At), evType, nil, "", a.At)
 		return ev, rows, err
 	})
 	if err != nil {
@@ -165,7 +165,7 @@ func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Act
 // upload: approve: rows still pending get their bundle back
 // (store.ReleaseBundles), and those desks get a case.approved event that
 // carries the bundle, in case they already received the case without it.
-func ApproveBundle(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
+func ApproveBundle(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
 	a = a.normal()
 	if _, err := lookup(ctx, st, id, false); err != nil {
 		return Case{}, err
@@ -177,9 +177,9 @@ func ApproveBundle(ctx context.Context, st Store, cfg *config.Config, id string,
 	if bundle == "" {
 		return Case{}, fmt.Errorf("approve case %s: the case has no diagnostics bundle to release (`hsm-agent bundle SERIAL` builds one on demand)", id)
 	}
-	var desks []config.Desk
-	for _, d := range cfg.Desks {
-		if d.Upload == config.UploadApprove && d.Role != config.RolePager && have[d.Name] {
+	var desks []Desk
+	for _, d := range pol.Desks {
+		if d.ApproveUpload && d.Role != config.RolePager && have[d.Name] {
 			desks = append(desks, d)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
-	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/collector/health"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,7 +70,7 @@ type Engine struct {
 	opts    EngineOptions
 	st      Store
 	logger  *slog.Logger
-	cfg     atomic.Pointer[config.Config]
+	pol     atomic.Pointer[Policy]
 	queue   chan func(context.Context)
 	running atomic.Bool
 	m       *metrics
@@ -89,13 +89,11 @@ type Engine struct {
 	bundles  map[string]*bundleRetry // case -> retries of its owed bundle
 }
 
-// NewEngine returns an engine for cfg. Nothing runs until Run.
-func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
+// NewEngine returns an engine for a policy (PolicyFrom). Nothing runs
+// until Run.
+func NewEngine(pol Policy, opts EngineOptions) (*Engine, error) {
 	if opts.Store == nil {
 		return nil, errors.New("rma: NewEngine needs a Store")
-	}
-	if cfg == nil {
-		return nil, errors.New("rma: NewEngine needs a configuration")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -120,22 +118,18 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
 		reloaded: make(chan struct{}, 1),
-		m:        newMetrics(), tracker: NewTracker(policyOf(cfg)), rechecks: map[string]time.Time{}, serials: map[string]string{},
+		m:        newMetrics(), tracker: NewTracker(pol.Tracker), rechecks: map[string]time.Time{}, serials: map[string]string{},
 		slots: map[string]SlotSeen{}, bundles: map[string]*bundleRetry{}}
-	e.cfg.Store(cfg)
+	e.pol.Store(&pol)
 	return e, nil
-}
-
-func policyOf(cfg *config.Config) TrackerPolicy {
-	return TrackerPolicy{ConfirmPolls: cfg.ConfirmPolls, FlapLimit: cfg.FlapLimit, FlapWindow: cfg.FlapWindow}
 }
 
 func (e *Engine) now() time.Time { return e.opts.Now().UTC() }
 
-// Observe hands a snapshot to the engine; it is the collector's OnPoll.
-// It never blocks: when the queue is full the snapshot is dropped (and
+// Observe hands a poll (the collector's snapshot, Snapshot.Health) to the
+// engine; the collector's OnPoll calls it. It never blocks: when the queue is full the snapshot is dropped (and
 // logged once per burst); the faults it showed are confirmed by later polls.
-func (e *Engine) Observe(snap collector.Snapshot) {
+func (e *Engine) Observe(snap health.Poll) {
 	e.enqueue(func(ctx context.Context) { e.process(ctx, snap) })
 }
 
@@ -154,12 +148,12 @@ func (e *Engine) enqueue(fn func(context.Context)) bool {
 	}
 }
 
-// Reload switches to a new configuration: desks, devices, thresholds and
-// windows apply to the next events; contracts are checked again. It never
-// blocks and is never dropped: Run applies the latest configuration once,
-// however many reloads came before it got to it.
-func (e *Engine) Reload(cfg *config.Config) {
-	e.cfg.Store(cfg)
+// Reload switches to a new policy (of a reloaded configuration): desks,
+// devices, thresholds and windows apply to the next events; contracts are
+// checked again. It never blocks and is never dropped: Run applies the
+// latest policy once, however many reloads came before it got to it.
+func (e *Engine) Reload(pol Policy) {
+	e.pol.Store(&pol)
 	select {
 	case e.reloaded <- struct{}{}:
 	default: // a reload is pending; it will apply this configuration
@@ -169,7 +163,7 @@ func (e *Engine) Reload(cfg *config.Config) {
 // applyReload applies the running configuration's policy and checks the
 // contracts again; on Run's goroutine.
 func (e *Engine) applyReload(ctx context.Context) {
-	e.tracker.SetPolicy(policyOf(e.cfg.Load()))
+	e.tracker.SetPolicy(e.pol.Load().Tracker)
 	e.checkContracts(ctx)
 }
 
@@ -263,15 +257,15 @@ func (e *Engine) active(ctx context.Context, id string) (bool, error) {
 // each polled module as a whole. A device whose state is its module's
 // (the library failed before any token answered) says nothing about
 // itself: its module is observed once, as one module-level fault.
-func (e *Engine) process(ctx context.Context, snap collector.Snapshot) {
-	cfg := e.cfg.Load()
+func (e *Engine) process(ctx context.Context, snap health.Poll) {
+	pol := *e.pol.Load()
 	polled := map[string]bool{}
 	for _, m := range snap.Polled {
 		polled[m] = true
 	}
-	moduleWide := map[string][]collector.DeviceStatus{}
+	moduleWide := map[string][]health.Device{}
 	for _, d := range snap.Devices {
-		if !polled[d.Module] || !d.Polled() {
+		if !polled[d.Module] || !d.Polled {
 			continue
 		}
 		if d.ModuleWide {
@@ -280,21 +274,21 @@ func (e *Engine) process(ctx context.Context, snap collector.Snapshot) {
 		}
 		e.recordSerial(ctx, d)
 		e.recordSlot(ctx, d)
-		e.observe(ctx, cfg, DeviceFaults(d, cfg), func(f Fault) (int, string, config.Device) {
-			sev, impact := Severity(severityInput(cfg, snap, d, f))
+		e.observe(ctx, pol, DeviceFaults(d, pol), func(f Fault) (int, string, config.Device) {
+			sev, impact := Severity(severityInput(pol, snap, d, f))
 			return sev, impact, d.Inventory
 		})
 	}
 	for _, m := range snap.Polled {
-		mc := ModuleFaults(cfg, snap, m, moduleWide[m])
-		e.observe(ctx, cfg, mc.observed, func(Fault) (int, string, config.Device) { return mc.sev, mc.impact, mc.inv })
+		mc := ModuleFaults(pol, snap, m, moduleWide[m])
+		e.observe(ctx, pol, mc.observed, func(Fault) (int, string, config.Device) { return mc.sev, mc.impact, mc.inv })
 	}
 }
 
 // observe feeds one observation to the tracker and records what it
 // confirms or clears; rate gives a confirmed fault its severity, impact
 // and the inventory device its case is routed by.
-func (e *Engine) observe(ctx context.Context, cfg *config.Config, o Observed, rate func(Fault) (int, string, config.Device)) {
+func (e *Engine) observe(ctx context.Context, pol Policy, o Observed, rate func(Fault) (int, string, config.Device)) {
 	for _, ch := range e.tracker.Observe(o) {
 		log := e.logger.With("device", o.Device, "serial", o.Serial, "fault", ch.Fault.DedupKey())
 		switch ch.Type {
@@ -303,19 +297,19 @@ func (e *Engine) observe(ctx context.Context, cfg *config.Config, o Observed, ra
 			f := ch.Fault
 			f.Description += e.agentLine()
 			sev, impact, inv := rate(f)
-			if err := e.record(ctx, cfg, f, inv, sev, impact, ch.Flapping, true); err != nil {
+			if err := e.record(ctx, pol, f, inv, sev, impact, ch.Flapping, true); err != nil {
 				log.Error("record the confirmed fault; it will be confirmed again", "err", err)
 				e.tracker.Forget(f)
 			}
 		case Cleared:
 			log.Info("fault cleared")
-			if err := e.clear(ctx, cfg, ch.Fault.DedupKey(), "the device no longer shows the fault"); err != nil {
+			if err := e.clear(ctx, pol, ch.Fault.DedupKey(), "the device no longer shows the fault"); err != nil {
 				log.Error("record the cleared fault", "err", err)
 			}
 		}
 	}
 	if e.tracker.Pending(o.Serial) {
-		e.scheduleRecheck(o.Module, cfg.RecheckInterval)
+		e.scheduleRecheck(o.Module, pol.RecheckInterval)
 	}
 }
 
@@ -328,7 +322,7 @@ func (e *Engine) agentLine() string {
 }
 
 // recordSerial keeps the device -> serial history in the store.
-func (e *Engine) recordSerial(ctx context.Context, d collector.DeviceStatus) {
+func (e *Engine) recordSerial(ctx context.Context, d health.Device) {
 	if e.serials[d.Device] == d.Serial {
 		return
 	}
@@ -346,12 +340,12 @@ func (e *Engine) recordSerial(ctx context.Context, d collector.DeviceStatus) {
 // recordSlot keeps where each device's token was last read (module, slot,
 // label) in the store, for the probe after a restart; it writes only when
 // that changes.
-func (e *Engine) recordSlot(ctx context.Context, d collector.DeviceStatus) {
-	slot, label, ok := d.ReadSlot()
-	if !ok {
+func (e *Engine) recordSlot(ctx context.Context, d health.Device) {
+	if d.ReadSlot == nil {
 		return
 	}
-	seen := SlotSeen{Serial: d.Serial, Module: d.Module, SlotID: slot, Label: label}
+	slot := d.ReadSlot.ID
+	seen := SlotSeen{Serial: d.Serial, Module: d.Module, SlotID: slot, Label: d.ReadSlot.Label}
 	if e.slots[d.Device] == seen {
 		return
 	}
@@ -365,23 +359,21 @@ func (e *Engine) recordSlot(ctx context.Context, d collector.DeviceStatus) {
 // severityInput gathers what the severity of a device's fault depends on;
 // pool members are counted from the snapshot (healthy = up: healthy or
 // degraded).
-func severityInput(cfg *config.Config, snap collector.Snapshot, d collector.DeviceStatus, f Fault) SeverityInput {
+func severityInput(pol Policy, snap health.Poll, d health.Device, f Fault) SeverityInput {
 	inv := d.Inventory
 	in := SeverityInput{Kind: f.Kind, Class: f.Class, Environment: inv.Environment, Commissioned: inv.IsCommissioned(), Pool: inv.Pool}
 	if inv.Pool == "" {
 		return in
 	}
-	if p, ok := cfg.Pool(inv.Pool); ok {
-		in.MinHealthy = p.MinHealthy
-	}
+	in.MinHealthy = pol.MinHealthy[inv.Pool]
 	for _, o := range snap.Devices {
 		if o.Inventory.Pool != inv.Pool || o.Serial == d.Serial {
 			continue
 		}
 		switch {
-		case !o.Polled():
+		case !o.Polled:
 			in.HealthUnknown = true
-		case o.Up():
+		case o.Up:
 			in.HealthyLeft++
 		}
 	}
@@ -421,7 +413,7 @@ func (e *Engine) fireRechecks() {
 // case of its key, reopen the key's case closed within reopen_window, or
 // open a new case. confirmation is false for contract updates (no new
 // occurrence).
-func (e *Engine) record(ctx context.Context, cfg *config.Config, f Fault, inv config.Device, sev int, impact string, flapping, confirmation bool) error {
+func (e *Engine) record(ctx context.Context, pol Policy, f Fault, inv config.Device, sev int, impact string, flapping, confirmation bool) error {
 	key := f.DedupKey()
 	prev, found, err := e.st.CaseByKey(ctx, key)
 	if err != nil {
@@ -430,27 +422,27 @@ func (e *Engine) record(ctx context.Context, cfg *config.Config, f Fault, inv co
 	now := e.now()
 	switch {
 	case found && !prev.State.Terminal():
-		return e.recur(ctx, cfg, prev, f, sev, impact, flapping, confirmation)
-	case found && prev.State == StateClosed && now.Sub(prev.ClosedAt) <= cfg.ReopenWindow:
-		return e.reopen(ctx, cfg, prev, f, inv, sev, impact)
+		return e.recur(ctx, pol, prev, f, sev, impact, flapping, confirmation)
+	case found && prev.State == StateClosed && now.Sub(prev.ClosedAt) <= pol.ReopenWindow:
+		return e.reopen(ctx, pol, prev, f, inv, sev, impact)
 	}
-	return e.open(ctx, cfg, f, inv, sev, impact)
+	return e.open(ctx, pol, f, inv, sev, impact)
 }
 
 // open opens a new case with its bundle, its outbox rows and, for
 // severity 1 without a vendor, its page.
-func (e *Engine) open(ctx context.Context, cfg *config.Config, f Fault, inv config.Device, sev int, impact string) error {
+func (e *Engine) open(ctx context.Context, pol Policy, f Fault, inv config.Device, sev int, impact string) error {
 	now := e.now()
 	c := Case{ID: NewCaseID(), DedupKey: f.DedupKey(), Serial: f.Serial, Device: f.Device, Fault: f.Class, Kind: f.Kind,
 		Severity: sev, Impact: impact, Tier: inv.Contract.Tier, State: StateOpen, Environment: inv.Environment, Pool: inv.Pool,
 		Summary: f.Summary, Description: f.Description, OpenedAt: now, UpdatedAt: now, Occurrences: 1, Seq: 1}
-	applyPolicy(cfg, &c, inv, now, e.opts.PageFallback)
+	applyPolicy(pol, &c, inv, now, e.opts.PageFallback)
 	bundle, note, data := e.bundle(ctx, c)
 	if note != "" {
 		c.Due[DueBundle] = now.Add(e.opts.BundleRetryInterval)
 	}
 	data["severity"], data["impact"] = c.Severity, c.Impact
-	rows, err := outboxNoting(targets(cfg, c, EventOpened, nil), c, EventOpened, nil, bundle, note, now)
+	rows, err := outboxNoting(targets(pol, c, EventOpened, nil), c, EventOpened, nil, bundle, note, now)
 	if err != nil {
 		return err
 	}
@@ -459,14 +451,14 @@ func (e *Engine) open(ctx context.Context, cfg *config.Config, f Fault, inv conf
 	if err != nil {
 		// Another process may have opened the key's case meanwhile: append.
 		if prev, found, lerr := e.st.CaseByKey(ctx, c.DedupKey); lerr == nil && found && !prev.State.Terminal() {
-			return e.recur(ctx, cfg, prev, f, sev, impact, false, true)
+			return e.recur(ctx, pol, prev, f, sev, impact, false, true)
 		}
 		return fmt.Errorf("open a case for %s: %w", c.DedupKey, err)
 	}
 	e.logger.Info("case opened", "case", created.ID, "device", created.Device, "fault", created.DedupKey,
 		"severity", created.Severity, "desks", len(rows), "reason", created.Reason)
 	e.committed(ctx, EventOpened)
-	e.pageIfDue(ctx, cfg, created)
+	e.pageIfDue(ctx, pol, created)
 	return nil
 }
 
@@ -491,7 +483,7 @@ func (e *Engine) bundle(ctx context.Context, c Case) (path, note string, data ma
 
 // reopen reopens the key's case closed within reopen_window, with a new
 // bundle.
-func (e *Engine) reopen(ctx context.Context, cfg *config.Config, prev Case, f Fault, inv config.Device, sev int, impact string) error {
+func (e *Engine) reopen(ctx context.Context, pol Policy, prev Case, f Fault, inv config.Device, sev int, impact string) error {
 	now := e.now()
 	next := prev
 	next.State, next.ClosedAt, next.Severity = StateOpen, time.Time{}, sev
@@ -506,12 +498,12 @@ func (e *Engine) reopen(ctx context.Context, cfg *config.Config, prev Case, f Fa
 		c.Tier, c.Environment, c.Pool = inv.Contract.Tier, inv.Environment, inv.Pool
 		c.Occurrences++
 		c.Held, c.BundleApproved = false, false
-		applyPolicy(cfg, c, inv, now, e.opts.PageFallback)
+		applyPolicy(pol, c, inv, now, e.opts.PageFallback)
 		delete(c.Due, DueBundle)
 		if note != "" {
 			c.Due[DueBundle] = now.Add(e.opts.BundleRetryInterval)
 		}
-		rows, err := outboxNoting(targets(cfg, *c, EventReopened, nil), after(*c, now), EventReopened, nil, bundle, note, now)
+		rows, err := outboxNoting(targets(pol, *c, EventReopened, nil), after(*c, now), EventReopened, nil, bundle, note, now)
 		ev := Event{Type: EventReopened, At: now, Actor: ActorAgent, Note: f.Summary, Data: eventData(data)}
 		return ev, rows, err
 	})
@@ -523,14 +515,14 @@ func (e *Engine) reopen(ctx context.Context, cfg *config.Config, prev Case, f Fa
 	}
 	e.logger.Info("case reopened", "case", c.ID, "device", c.Device, "fault", c.DedupKey, "severity", c.Severity)
 	e.committed(ctx, EventReopened)
-	e.pageIfDue(ctx, cfg, c)
+	e.pageIfDue(ctx, pol, c)
 	return nil
 }
 
 // recur appends a recurrence (or, for contracts, a change of threshold) to
 // an open case: case.updated to the desks that have the case, or a single
 // case.held when it starts flapping; nothing to desks while held.
-func (e *Engine) recur(ctx context.Context, cfg *config.Config, prev Case, f Fault, sev int, impact string, flapping, confirmation bool) error {
+func (e *Engine) recur(ctx context.Context, pol Policy, prev Case, f Fault, sev int, impact string, flapping, confirmation bool) error {
 	have, _, err := deskSet(ctx, e.st, prev.ID)
 	if err != nil {
 		return err
@@ -556,10 +548,10 @@ func (e *Engine) recur(ctx context.Context, cfg *config.Config, prev Case, f Fau
 				c.Due[DueResponse] = d
 			}
 		}
-		if sev == SeverityUrgent && old != SeverityUrgent && len(desksWithRole(cfg, config.RolePager)) > 0 {
+		if sev == SeverityUrgent && old != SeverityUrgent && len(pol.desksWithRole(config.RolePager)) > 0 {
 			// An escalation to 1 gets its own page.
 			c.Due[DuePage] = now.Add(e.opts.PageFallback)
-			if !have[firstVendorDesk(cfg, have)] {
+			if !have[firstVendorDesk(pol, have)] {
 				c.Due[DuePage] = now
 			}
 		}
@@ -569,7 +561,7 @@ func (e *Engine) recur(ctx context.Context, cfg *config.Config, prev Case, f Fau
 		switch {
 		case flapping && !c.Held:
 			c.Held, evType, deliver = true, EventHeld, true
-			note = fmt.Sprintf("flapping: confirmed more than %d times within %s; further recurrences are recorded here without desk events", cfg.FlapLimit, cfg.FlapWindow)
+			note = fmt.Sprintf("flapping: confirmed more than %d times within %s; further recurrences are recorded here without desk events", pol.Tracker.FlapLimit, pol.Tracker.FlapWindow)
 		case !flapping && c.Held && confirmation:
 			c.Held, deliver = false, true
 			note = "no longer flapping: " + f.Summary
@@ -577,7 +569,7 @@ func (e *Engine) recur(ctx context.Context, cfg *config.Config, prev Case, f Fau
 		var rows []Delivery
 		if deliver {
 			var err error
-			if rows, err = outbox(targets(cfg, *c, evType, have), after(*c, now), evType, nil, "", now); err != nil {
+			if rows, err = outbox(targets(pol, *c, evType, have), after(*c, now), evType, nil, "", now); err != nil {
 				return Event{}, nil, err
 			}
 		}
@@ -591,13 +583,13 @@ func (e *Engine) recur(ctx context.Context, cfg *config.Config, prev Case, f Fau
 	}
 	e.logger.Info("case updated", "case", c.ID, "event", evType, "occurrences", c.Occurrences, "held", c.Held)
 	e.committed(ctx, evType)
-	e.pageIfDue(ctx, cfg, c)
+	e.pageIfDue(ctx, pol, c)
 	return nil
 }
 
 // clear records that the open case of key no longer shows its fault; the
 // case stays open until an operator closes it.
-func (e *Engine) clear(ctx context.Context, cfg *config.Config, key, note string) error {
+func (e *Engine) clear(ctx context.Context, pol Policy, key, note string) error {
 	prev, found, err := e.st.CaseByKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("look up the case of %s: %w", key, err)
@@ -617,7 +609,7 @@ func (e *Engine) clear(ctx context.Context, cfg *config.Config, key, note string
 		var rows []Delivery
 		if !c.Held {
 			var err error
-			if rows, err = outbox(targets(cfg, *c, EventCleared, have), after(*c, now), EventCleared, nil, "", now); err != nil {
+			if rows, err = outbox(targets(pol, *c, EventCleared, have), after(*c, now), EventCleared, nil, "", now); err != nil {
 				return Event{}, nil, err
 			}
 		}
@@ -656,19 +648,19 @@ func (e *Engine) refresh(ctx context.Context) {
 // checkContracts opens, updates and clears the contract cases of every
 // device of the inventory at the engine's clock.
 func (e *Engine) checkContracts(ctx context.Context) {
-	cfg := e.cfg.Load()
+	pol := *e.pol.Load()
 	now := e.now()
-	for _, inv := range cfg.Devices {
+	for _, inv := range pol.Devices {
 		f, present := ContractFault(inv, now)
 		for _, class := range []string{ClassExpiring, ClassExpired} {
-			if err := e.contract(ctx, cfg, inv, class, f, present && f.Class == class); err != nil {
+			if err := e.contract(ctx, pol, inv, class, f, present && f.Class == class); err != nil {
 				e.logger.Error("contract case", "device", inv.Name, "serial", inv.Serial, "fault", class, "err", err)
 			}
 		}
 	}
 }
 
-func (e *Engine) contract(ctx context.Context, cfg *config.Config, inv config.Device, class string, f Fault, present bool) error {
+func (e *Engine) contract(ctx context.Context, pol Policy, inv config.Device, class string, f Fault, present bool) error {
 	key := DedupKey(inv.Serial, KindContract, class)
 	prev, found, err := e.st.CaseByKey(ctx, key)
 	if err != nil {
@@ -682,7 +674,7 @@ func (e *Engine) contract(ctx context.Context, cfg *config.Config, inv config.De
 		if active, err := e.active(ctx, prev.ID); err != nil || !active {
 			return err
 		}
-		return e.clear(ctx, cfg, key, "the contract is no longer "+class)
+		return e.clear(ctx, pol, key, "the contract is no longer "+class)
 	}
 	f.Description += e.agentLine()
 	sev, impact := Severity(SeverityInput{Kind: KindContract, Class: class, Environment: inv.Environment, Commissioned: inv.IsCommissioned()})
@@ -695,11 +687,11 @@ func (e *Engine) contract(ctx context.Context, cfg *config.Config, inv config.De
 		if active && sameFacts(prev.Description, f.Description) {
 			return nil
 		}
-		return e.recur(ctx, cfg, prev, f, sev, impact, false, !active)
+		return e.recur(ctx, pol, prev, f, sev, impact, false, !active)
 	case found && sameFacts(prev.Description, f.Description):
 		return nil // an operator closed the case at this threshold
 	}
-	return e.record(ctx, cfg, f, inv, sev, impact, false, true)
+	return e.record(ctx, pol, f, inv, sev, impact, false, true)
 }
 
 // sameFacts compares two descriptions without their agent line (an
@@ -723,13 +715,13 @@ func (e *Engine) checkPages(ctx context.Context) {
 		return
 	}
 	e.m.setOpen(cases)
-	cfg := e.cfg.Load()
+	pol := *e.pol.Load()
 	for _, c := range cases {
 		if _, ok := c.Due[DuePage]; ok {
-			e.pageIfDue(ctx, cfg, c)
+			e.pageIfDue(ctx, pol, c)
 		}
 		if _, ok := c.Due[DueBundle]; ok {
-			e.followBundle(ctx, cfg, c)
+			e.followBundle(ctx, pol, c)
 		}
 	}
 }
@@ -737,8 +729,8 @@ func (e *Engine) checkPages(ctx context.Context) {
 // firstVendorDesk is the vendor desk a case's page quotes: the first of
 // the configuration that has the case, else the first with phones, else
 // the first.
-func firstVendorDesk(cfg *config.Config, have map[string]bool) string {
-	vendors := desksWithRole(cfg, config.RoleVendor)
+func firstVendorDesk(pol Policy, have map[string]bool) string {
+	vendors := pol.desksWithRole(config.RoleVendor)
 	for _, d := range vendors {
 		if have[d.Name] {
 			return d.Name
@@ -759,7 +751,7 @@ func firstVendorDesk(cfg *config.Config, have map[string]bool) string {
 // returned its ticket ID, when the fallback time has passed, or at once
 // when no vendor desk has the case. Exactly one page per pending page:
 // the transition removes the pending mark in the same commit.
-func (e *Engine) pageIfDue(ctx context.Context, cfg *config.Config, c Case) {
+func (e *Engine) pageIfDue(ctx context.Context, pol Policy, c Case) {
 	due, ok := c.Due[DuePage]
 	if !ok {
 		return
@@ -769,7 +761,7 @@ func (e *Engine) pageIfDue(ctx context.Context, cfg *config.Config, c Case) {
 		e.logger.Error("page", "case", c.ID, "err", err)
 		return
 	}
-	vendor := firstVendorDesk(cfg, have)
+	vendor := firstVendorDesk(pol, have)
 	ref := ""
 	if have[vendor] {
 		ref = c.DeskRefs[vendor]
@@ -778,16 +770,13 @@ func (e *Engine) pageIfDue(ctx context.Context, cfg *config.Config, c Case) {
 	if have[vendor] && ref == "" && now.Before(due) {
 		return // wait for the vendor's ticket ID
 	}
-	inv, _ := cfg.Device(c.Device)
-	if inv.Serial != c.Serial {
-		inv, _ = cfg.DeviceBySerial(c.Serial)
-	}
+	inv := pol.device(c.Device, c.Serial)
 	page := &Page{Region: inv.Contract.Region, VendorRef: ref}
-	if d := deskNamed(cfg, vendor); d != nil && vendorKind(c.Kind) {
+	if d, ok := pol.desk(vendor); ok && vendorKind(c.Kind) {
 		page.Phone = d.Phones[page.Region]
 	}
 	page.Text = pageText(c, page, have[vendor])
-	pagers := desksWithRole(cfg, config.RolePager)
+	pagers := pol.desksWithRole(config.RolePager)
 	var paged Case
 	paged, err = e.st.Transition(ctx, c.ID, func(c *Case) (Event, []Delivery, error) {
 		if _, ok := c.Due[DuePage]; !ok || c.State.Terminal() {
@@ -811,15 +800,6 @@ func (e *Engine) pageIfDue(ctx context.Context, cfg *config.Config, c Case) {
 	}
 	e.logger.Info("severity-1 page queued", "case", paged.ID, "device", paged.Device, "vendor_ref", ref, "pagers", len(pagers))
 	e.committed(ctx, EventPage)
-}
-
-func deskNamed(cfg *config.Config, name string) *config.Desk {
-	for i := range cfg.Desks {
-		if cfg.Desks[i].Name == name {
-			return &cfg.Desks[i]
-		}
-	}
-	return nil
 }
 
 // pageText is what the human on call reads: what broke, its impact, whom
@@ -855,20 +835,20 @@ func (e *Engine) Collect(ch chan<- prometheus.Metric) { e.m.collect(ch) }
 // CloseCase closes a case as an operator (see the package function) and
 // wakes the outbox worker.
 func (e *Engine) CloseCase(ctx context.Context, id string, a Action) (Case, error) {
-	c, err := CloseCase(ctx, e.st, e.cfg.Load(), id, e.action(a))
+	c, err := CloseCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
 	return e.acted(ctx, c, err, EventClosed)
 }
 
 // CancelCase cancels a case as an operator and wakes the outbox worker.
 func (e *Engine) CancelCase(ctx context.Context, id string, a Action) (Case, error) {
-	c, err := CancelCase(ctx, e.st, e.cfg.Load(), id, e.action(a))
+	c, err := CancelCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
 	return e.acted(ctx, c, err, EventCancelled)
 }
 
 // ApproveBundle releases a case's bundle as an operator and wakes the
 // outbox worker.
 func (e *Engine) ApproveBundle(ctx context.Context, id string, a Action) (Case, error) {
-	c, err := ApproveBundle(ctx, e.st, e.cfg.Load(), id, e.action(a))
+	c, err := ApproveBundle(ctx, e.st, *e.pol.Load(), id, e.action(a))
 	return e.acted(ctx, c, err, EventBundleApproved)
 }
 
