@@ -23,45 +23,76 @@ type Finding = health.Finding
 // its PIN, firmware, self-test or speed.
 func DeviceFindings(st DeviceStatus, pol Policy) []Finding {
 	var fs []Finding
-	add := func(kind health.Kind, class, reason, observed string) {
-		fs = append(fs, Finding{Kind: kind, Class: class, Reason: reason, Observed: observed})
+	if f, ok := stateFinding(st); ok {
+		fs = append(fs, f)
 	}
-	reported := st.Reported && st.Token != nil
-	switch st.State {
-	case StateMissing:
-		add(health.KindHardware, health.ClassMissing, "missing from module "+st.Module, st.Reason)
-	case StateUnresponsive:
-		add(health.KindHardware, health.ClassUnresponsive, "unresponsive (no answer before the probe deadline)", st.Reason)
-	case StateModuleError:
-		add(health.KindOperational, health.ClassModuleError, "PKCS#11 module "+st.Module+" error", st.Reason)
-	case StateFailed:
-		if !reported {
-			add(health.KindHardware, health.ClassFailed, "failed", st.Reason)
-		}
-	}
-	if !reported {
+	if !st.Reported || st.Token == nil {
 		return fs
 	}
-	tok := st.Token
+	errs := checkErrorsOf(st)
+	for _, f := range []func() (Finding, bool){
+		func() (Finding, bool) { return hardwareFinding(st, errs, pol) },
+		func() (Finding, bool) { return operationalFinding(st, errs) },
+		func() (Finding, bool) { return firmwareFinding(*st.Token, pol.Firmware) },
+	} {
+		if f, ok := f(); ok {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
 
-	// Hardware: failed, else self-test failed, else slow.
-	var hwErrs, opErrs []string
-	selftest := ""
+func found(kind health.Kind, class, reason, observed string) (Finding, bool) {
+	return Finding{Kind: kind, Class: class, Reason: reason, Observed: observed}, true
+}
+
+// stateFinding is the finding a state gives without the token's report:
+// missing, unresponsive, module error, or failed before the serial was known.
+func stateFinding(st DeviceStatus) (Finding, bool) {
+	switch st.State {
+	case StateMissing:
+		return found(health.KindHardware, health.ClassMissing, "missing from module "+st.Module, st.Reason)
+	case StateUnresponsive:
+		return found(health.KindHardware, health.ClassUnresponsive, "unresponsive (no answer before the probe deadline)", st.Reason)
+	case StateModuleError:
+		return found(health.KindOperational, health.ClassModuleError, "PKCS#11 module "+st.Module+" error", st.Reason)
+	case StateFailed:
+		if !st.Reported || st.Token == nil {
+			return found(health.KindHardware, health.ClassFailed, "failed", st.Reason)
+		}
+	}
+	return Finding{}, false
+}
+
+// checkErrors sorts the failed checks of a poll (checkFailure) by who acts.
+type checkErrors struct {
+	hardware    []string // "check error", and error_state
+	operational []string // PIN errors (p11.IsOperationalError)
+	selfTest    string   // login_sign's non-PIN error
+}
+
+func checkErrorsOf(st DeviceStatus) checkErrors {
+	var ce checkErrors
 	for _, c := range st.Checks {
 		e, failed := checkFailure(c)
 		switch {
 		case !failed:
 		case p11.IsOperationalError(e):
-			opErrs = append(opErrs, c.Name+" "+e)
+			ce.operational = append(ce.operational, c.Name+" "+e)
 		case c.Name == p11.CheckLoginSign:
-			selftest = e
+			ce.selfTest = e
 		default:
-			hwErrs = append(hwErrs, c.Name+" "+e)
+			ce.hardware = append(ce.hardware, c.Name+" "+e)
 		}
 	}
-	if tok.HasFlag(p11.FlagErrorState) {
-		hwErrs = append(hwErrs, "token reports error_state")
+	if st.Token.HasFlag(p11.FlagErrorState) {
+		ce.hardware = append(ce.hardware, "token reports error_state")
 	}
+	return ce
+}
+
+// hardwareFinding: failed, else self-test failed, else slow.
+func hardwareFinding(st DeviceStatus, ce checkErrors, pol Policy) (Finding, bool) {
 	var slow []string
 	for _, c := range st.Checks {
 		if isSlow(c, pol) {
@@ -69,39 +100,45 @@ func DeviceFindings(st DeviceStatus, pol Policy) []Finding {
 		}
 	}
 	switch {
-	case len(hwErrs) > 0:
-		add(health.KindHardware, health.ClassFailed, "failed: "+strings.Join(hwErrs, ", "), st.Reason)
-	case selftest != "":
-		add(health.KindHardware, health.ClassSelfTestFailed, "crypto self-test failed: login_sign "+selftest, st.Reason)
+	case len(ce.hardware) > 0:
+		return found(health.KindHardware, health.ClassFailed, "failed: "+strings.Join(ce.hardware, ", "), st.Reason)
+	case ce.selfTest != "":
+		return found(health.KindHardware, health.ClassSelfTestFailed, "crypto self-test failed: login_sign "+ce.selfTest, st.Reason)
 	case len(slow) > 0:
-		add(health.KindHardware, health.ClassSlow, "slow: "+slow[0], strings.Join(slow, "; "))
+		return found(health.KindHardware, health.ClassSlow, "slow: "+slow[0], strings.Join(slow, "; "))
 	}
+	return Finding{}, false
+}
 
-	// Operational: PIN locked, else login refused, else PIN count low.
+// operationalFinding: PIN locked, else login refused, else PIN count low.
+func operationalFinding(st DeviceStatus, ce checkErrors) (Finding, bool) {
+	tok := st.Token
 	switch {
 	case tok.HasFlag(p11.FlagUserPINLocked):
-		add(health.KindOperational, health.ClassPINLocked, "user PIN locked", st.Reason)
-	case len(opErrs) > 0:
-		add(health.KindOperational, health.ClassLoginRefused, "login refused: "+strings.Join(opErrs, ", "), st.Reason)
+		return found(health.KindOperational, health.ClassPINLocked, "user PIN locked", st.Reason)
+	case len(ce.operational) > 0:
+		return found(health.KindOperational, health.ClassLoginRefused, "login refused: "+strings.Join(ce.operational, ", "), st.Reason)
 	case tok.HasFlag(p11.FlagUserPINFinalTry):
-		add(health.KindOperational, health.ClassPINCountLow, "user PIN has one try left", "the token reports user_pin_final_try")
+		return found(health.KindOperational, health.ClassPINCountLow, "user PIN has one try left", "the token reports user_pin_final_try")
 	case tok.HasFlag(p11.FlagUserPINCountLow):
-		add(health.KindOperational, health.ClassPINCountLow, "user PIN retry counter low", "the token reports user_pin_count_low")
+		return found(health.KindOperational, health.ClassPINCountLow, "user PIN retry counter low", "the token reports user_pin_count_low")
 	}
+	return Finding{}, false
+}
 
-	// Firmware: below the minimum, else not approved.
-	fw := pol.Firmware
+// firmwareFinding: below the minimum, else not approved; none while the
+// version is unknown (C_GetTokenInfo never answered).
+func firmwareFinding(tok p11.Token, fw config.Firmware) (Finding, bool) {
 	switch {
 	case tok.Firmware == "":
-		// Unknown (C_GetTokenInfo never answered): no firmware verdict.
 	case fw.Minimum != "" && !FirmwareCompliant(tok.Firmware, config.Firmware{Minimum: fw.Minimum}):
-		add(health.KindFirmware, health.ClassBelowMinimum, fmt.Sprintf("firmware %s below the approved minimum %s", tok.Firmware, fw.Minimum),
+		return found(health.KindFirmware, health.ClassBelowMinimum, fmt.Sprintf("firmware %s below the approved minimum %s", tok.Firmware, fw.Minimum),
 			fmt.Sprintf("the token reports firmware %q; firmware.minimum is %q", tok.Firmware, fw.Minimum))
 	case len(fw.Approved) > 0 && !FirmwareCompliant(tok.Firmware, config.Firmware{Approved: fw.Approved}):
-		add(health.KindFirmware, health.ClassNotApproved, fmt.Sprintf("firmware %s not approved", tok.Firmware),
+		return found(health.KindFirmware, health.ClassNotApproved, fmt.Sprintf("firmware %s not approved", tok.Firmware),
 			fmt.Sprintf("the token reports firmware %q; firmware.approved is %s", tok.Firmware, strings.Join(fw.Approved, ", ")))
 	}
-	return fs
+	return Finding{}, false
 }
 
 // Health is the snapshot as the case engine reads it: per device its

@@ -223,3 +223,48 @@ func AddNote(ctx context.Context, st Store, id string, a Action) error {
 	}
 	return nil
 }
+
+// CloseCase closes a case as an operator (see the package function) and
+// wakes the outbox worker.
+func (e *Engine) CloseCase(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := CloseCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventClosed)
+}
+
+// CancelCase cancels a case as an operator and wakes the outbox worker.
+func (e *Engine) CancelCase(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := CancelCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventCancelled)
+}
+
+// ApproveBundle releases a case's bundle as an operator and wakes the
+// outbox worker.
+func (e *Engine) ApproveBundle(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := ApproveBundle(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventBundleApproved)
+}
+
+// AddNote appends an operator's note to a case's log.
+func (e *Engine) AddNote(ctx context.Context, id string, a Action) error {
+	if err := AddNote(ctx, e.st, id, e.action(a)); err != nil {
+		return err
+	}
+	e.m.events.WithLabelValues(EventNote).Inc()
+	return nil
+}
+
+// action dates an operator action by the engine's clock.
+func (e *Engine) action(a Action) Action {
+	if a.At.IsZero() {
+		a.At = e.now()
+	}
+	return a
+}
+
+func (e *Engine) acted(ctx context.Context, c Case, err error, evType string) (Case, error) {
+	if err != nil {
+		return c, err
+	}
+	e.committed(ctx, evType)
+	return c, nil
+}
