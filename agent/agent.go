@@ -43,6 +43,9 @@ type Options struct {
 	Now func() time.Time
 	// Started, when set, receives the bound HTTP address once the server listens.
 	Started func(addr string)
+	// Polled, when set, is called after the case engine processed a poll
+	// (rma.EngineOptions.Processed); tests count polls with it.
+	Polled func(modules []string)
 }
 
 // ExitNoRestart is the exit status of `run` when the agent cannot start
@@ -137,6 +140,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		Bundle:       a.caseBundle,
 		Kick:         a.outbox.kick,
 		AgentVersion: Version,
+		Processed:    a.opts.Polled,
 	})
 	if err != nil {
 		return fmt.Errorf("start case engine: %w", err)

@@ -55,6 +55,11 @@ type EngineOptions struct {
 	BundleRetryInterval time.Duration
 	// AgentVersion goes into case descriptions.
 	AgentVersion string
+	// Processed, when set, is called on Run's goroutine after each poll
+	// handed to Observe was processed (its cases recorded), with the
+	// modules it polled. Tests count polls with it to prove that nothing
+	// happened over N polls.
+	Processed func(modules []string)
 }
 
 // Engine turns confirmed faults into cases: it confirms faults (Tracker),

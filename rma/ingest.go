@@ -82,6 +82,9 @@ func (e *Engine) process(ctx context.Context, snap health.Poll) {
 		mc := ModuleFaults(pol, snap, m, moduleWide[m])
 		e.observe(ctx, pol, mc.observed, func(Fault) (int, string, config.Device) { return mc.sev, mc.impact, mc.inv })
 	}
+	if e.opts.Processed != nil {
+		e.opts.Processed(snap.Polled)
+	}
 }
 
 // observe feeds one observation to the tracker and records what it
