@@ -43,6 +43,9 @@ type Options struct {
 	Now func() time.Time
 	// Started, when set, receives the bound HTTP address once the server listens.
 	Started func(addr string)
+	// Polled, when set, is called after the case engine processed a poll
+	// (rma.EngineOptions.Processed); tests count polls with it.
+	Polled func(modules []string)
 }
 
 // ExitNoRestart is the exit status of `run` when the agent cannot start
@@ -129,7 +132,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 	a.outbox.start(ctx, a.cfg.Desks, cc.desks)
 	stops = append(stops, a.outbox.stop)
 
-	a.engine, err = rma.NewEngine(a.cfg, rma.EngineOptions{
+	a.engine, err = rma.NewEngine(rma.PolicyFrom(a.cfg), rma.EngineOptions{
 		Store:        a.store,
 		Logger:       a.logger.With("component", "cases"),
 		Now:          a.opts.Now,
@@ -137,6 +140,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		Bundle:       a.caseBundle,
 		Kick:         a.outbox.kick,
 		AgentVersion: Version,
+		Processed:    a.opts.Polled,
 	})
 	if err != nil {
 		return fmt.Errorf("start case engine: %w", err)
@@ -152,7 +156,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 			if a.dbWatch.check(); a.dbWatch.err() != nil {
 				return // no case event into a database that is gone; run stops
 			}
-			a.engine.Observe(snap)
+			a.engine.Observe(snap.Health())
 			a.notify.alive()
 			firstPoll.Do(func() { a.notify.ready() })
 		},
@@ -242,7 +246,7 @@ func (a *Agent) reload(ctx context.Context) {
 	if a.outbox.changed(cc.cfg.Desks) {
 		a.outbox.start(ctx, cc.cfg.Desks, cc.desks)
 	}
-	a.engine.Reload(cc.cfg)
+	a.engine.Reload(rma.PolicyFrom(cc.cfg))
 	a.mu.Lock()
 	a.cfg = cc.cfg
 	a.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,8 @@ type runningAgent struct {
 	reload chan struct{}
 	logs   *syncBuffer
 	done   chan error
+	// polls counts the polls the case engine has processed (Options.Polled).
+	polls atomic.Int64
 }
 
 type syncBuffer = testutil.SyncBuffer

@@ -196,11 +196,11 @@ func CaseAction(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var c rma.Case
 	switch event {
 	case "close":
-		c, err = rma.CloseCase(ctx, st, cfg, id, act)
+		c, err = rma.CloseCase(ctx, st, rma.PolicyFrom(cfg), id, act)
 	case "cancel":
-		c, err = rma.CancelCase(ctx, st, cfg, id, act)
+		c, err = rma.CancelCase(ctx, st, rma.PolicyFrom(cfg), id, act)
 	case "approve":
-		c, err = rma.ApproveBundle(ctx, st, cfg, id, act)
+		c, err = rma.ApproveBundle(ctx, st, rma.PolicyFrom(cfg), id, act)
 	case "note":
 		if *note == "" {
 			fmt.Fprintln(stderr, "hsm-agent case ID note: give the text with --note")

@@ -296,6 +296,15 @@ func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// waitPolls waits until the case engine has processed n more polls
+// (counted, not timed), so that a test can then assert that nothing
+// happened over them.
+func (ra *runningAgent) waitPolls(tb testing.TB, n int) {
+	tb.Helper()
+	want := ra.polls.Load() + int64(n)
+	waitUntil(tb, e2eWait+time.Duration(n)*10*time.Second, fmt.Sprintf("%d more processed polls", n), func() bool { return ra.polls.Load() >= want })
+}
+
 // allCases lists every case (open or not) through the agent's API.
 func (ra *runningAgent) allCases(tb testing.TB) []rma.Case {
 	tb.Helper()
@@ -422,8 +431,9 @@ func TestCaseSeverityMatrix(t *testing.T) {
 	waitUntil(t, e2eWait, "5 vendor, 7 internal and 2 pager events", func() bool {
 		return len(s.desk.accepted("vendor")) >= 5 && len(s.desk.accepted("internal")) >= 7 && len(s.desk.accepted("pager")) >= 2
 	})
-	// A few more polls (and page checks): nothing else may arrive.
-	time.Sleep(10*300*time.Millisecond + rma.DefaultPageCheckInterval)
+	// Ten more polls (at poll_interval 300ms they also span a page check,
+	// rma.DefaultPageCheckInterval): nothing else may arrive.
+	ra.waitPolls(t, 10)
 	vendor, internal, pager := s.desk.accepted("vendor"), s.desk.accepted("internal"), s.desk.accepted("pager")
 	if len(vendor) != 5 || len(internal) != 7 || len(pager) != 2 || len(s.desk.all("")) != 14 {
 		t.Fatalf("want exactly 5 vendor, 7 internal, 2 pager events and no resends; got:%s", describeCalls(s.desk.all("")))
@@ -603,7 +613,7 @@ func TestCaseBlipOpensNoCase(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra.waitHealthy(t, "hsm-0")
-	time.Sleep(5 * time.Second) // several more polls (and page checks)
+	ra.waitPolls(t, 5) // more polls than confirm_polls (3): counted, not timed
 
 	if cases := ra.allCases(t); len(cases) != 0 {
 		t.Errorf("a one-poll blip opened cases: %+v", cases)

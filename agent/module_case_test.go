@@ -3,7 +3,6 @@ package agent
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 	"github.com/hsm-agent/hsm-agent/rma"
@@ -37,7 +36,7 @@ func TestModuleCrashIsOneModuleCase(t *testing.T) {
 		return len(where(s.desk.accepted("internal"), func(c deskCall) bool { return c.Event.Case.DedupKey == key })) > 0
 	})
 	// Several more polls and rechecks while the module stays down.
-	time.Sleep(2 * time.Second)
+	ra.waitPolls(t, 5)
 
 	cases := ra.allCases(t)
 	if len(cases) != 1 {

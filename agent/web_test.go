@@ -38,6 +38,7 @@ func startAgentWeb(t testing.TB, configFile, webConfigFile string) *runningAgent
 			Reload:        ra.reload,
 			WorkerCommand: testWorker(),
 			Started:       func(a string) { addr <- a },
+			Polled:        func([]string) { ra.polls.Add(1) },
 		})
 	}()
 	scheme := "http://"

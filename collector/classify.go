@@ -17,6 +17,13 @@ type Policy struct {
 	SlowThreshold time.Duration
 	// ProbeTimeout is only quoted in reasons of unresponsive devices.
 	ProbeTimeout time.Duration
+	// Firmware is the fleet's firmware policy (below_minimum, not_approved).
+	Firmware config.Firmware
+}
+
+// PolicyFrom is the classification policy of a configuration.
+func PolicyFrom(cfg *config.Config) Policy {
+	return Policy{SlowThreshold: cfg.SlowThreshold, ProbeTimeout: cfg.ProbeTimeout, Firmware: cfg.Firmware}
 }
 
 // Verdict is the health of one inventory device in one module result.
@@ -119,18 +126,19 @@ type finding struct {
 func classifyToken(tok p11.Token, pol Policy) Verdict {
 	var fs []finding
 	for _, c := range tok.Checks {
-		if c.OK || (c.NotRun != "" && c.Error == "") {
-			continue // a check not attempted is neither a success nor a failure
+		e, failed := checkFailure(c)
+		if !failed {
+			continue
 		}
 		reason := fmt.Sprintf("check %s failed", c.Name)
 		if c.Error != "" {
-			reason += ": " + c.Error
+			reason += ": " + e
 		}
 		if c.NotRun != "" {
 			reason += " (result standing, not retried: " + c.NotRun + ")"
 		}
 		kind := KindHardware
-		if p11.IsOperationalError(c.Error) {
+		if p11.IsOperationalError(e) {
 			kind = KindOperational
 		}
 		fs = append(fs, finding{StateFailed, kind, reason})
@@ -142,7 +150,7 @@ func classifyToken(tok p11.Token, pol Policy) Verdict {
 		fs = append(fs, finding{StateFailed, KindOperational, "user PIN is locked (user_pin_locked)"})
 	}
 	for _, c := range tok.Checks {
-		if c.OK && c.NotRun == "" && pol.SlowThreshold > 0 && c.Duration > pol.SlowThreshold {
+		if isSlow(c, pol) {
 			fs = append(fs, finding{StateDegraded, KindHardware,
 				fmt.Sprintf("check %s took %s (slow_threshold %s)", c.Name, roundDuration(c.Duration), pol.SlowThreshold)})
 		}
@@ -183,14 +191,31 @@ func classifyToken(tok p11.Token, pol Policy) Verdict {
 // failedCheck returns the error of the named check if it failed, else "".
 func failedCheck(t p11.Token, name string) string {
 	for _, c := range t.Checks {
-		if c.Name == name && !c.OK && (c.NotRun == "" || c.Error != "") {
-			if c.Error == "" {
-				return "failed"
-			}
-			return c.Error
+		if e, failed := checkFailure(c); c.Name == name && failed {
+			return e
 		}
 	}
 	return ""
+}
+
+// checkFailure is the one rule of what counts as a failed check: it returns
+// the check's error ("failed" when it has none) and whether it counts. A
+// check not attempted (NotRun) is neither a success nor a failure, unless
+// its last real outcome (a standing self-test error) stands.
+func checkFailure(c p11.Check) (string, bool) {
+	if c.OK || (c.NotRun != "" && c.Error == "") {
+		return "", false
+	}
+	if c.Error == "" {
+		return "failed", true
+	}
+	return c.Error, true
+}
+
+// isSlow reports whether a check that ran and succeeded took longer than
+// the slow threshold.
+func isSlow(c p11.Check, pol Policy) bool {
+	return c.OK && c.NotRun == "" && pol.SlowThreshold > 0 && c.Duration > pol.SlowThreshold
 }
 
 func roundDuration(d time.Duration) time.Duration {

@@ -419,7 +419,7 @@ func (c *Collector) publish(polled []string) Snapshot {
 // (req is the request that result answers).
 func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Result) {
 	now := c.now()
-	pol := Policy{SlowThreshold: c.cfg.SlowThreshold, ProbeTimeout: c.cfg.ProbeTimeout}
+	pol := PolicyFrom(c.cfg)
 	r.status = ModuleStatus{
 		Name:         r.name,
 		Polled:       true,
@@ -455,8 +455,9 @@ func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Re
 			st.Checks = v.Token.Checks
 		}
 		if st.Token != nil {
-			st.FirmwareCompliant = FirmwareCompliant(st.Token.Firmware, c.cfg.Firmware)
+			st.FirmwareCompliant = FirmwareCompliant(st.Token.Firmware, pol.Firmware)
 		}
+		st.Findings = DeviceFindings(st, pol)
 		if st.Up() {
 			st.LastSuccess = now
 		}

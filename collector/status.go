@@ -78,6 +78,9 @@ type DeviceStatus struct {
 	Updated time.Time
 	// Inventory is the device's inventory entry (contract, environment, pool).
 	Inventory config.Device
+	// Findings are the typed findings of the latest poll (DeviceFindings),
+	// none when healthy: what the case engine turns into faults.
+	Findings []Finding
 }
 
 // Polled reports whether the device has been classified at least once.

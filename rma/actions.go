@@ -126,17 +126,17 @@ func deskSet(ctx context.Context, st Store, id string) (have map[string]bool, bu
 // cancelled cases are errors. It needs only the store and the
 // configuration, so the daemon and the CLI both use it; the daemon's
 // outbox worker delivers the rows.
-func CloseCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
-	return endCase(ctx, st, cfg, id, a, StateClosed, EventClosed)
+func CloseCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
+	return endCase(ctx, st, pol, id, a, StateClosed, EventClosed)
 }
 
 // CancelCase cancels a case (the operator stops the automated case); like
 // CloseCase otherwise.
-func CancelCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
-	return endCase(ctx, st, cfg, id, a, StateCancelled, EventCancelled)
+func CancelCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
+	return endCase(ctx, st, pol, id, a, StateCancelled, EventCancelled)
 }
 
-func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Action, state State, evType string) (Case, error) {
+func endCase(ctx context.Context, st Store, pol Policy, id string, a Action, state State, evType string) (Case, error) {
 	a = a.normal()
 	if _, err := lookup(ctx, st, id, false); err != nil {
 		return Case{}, err
@@ -152,7 +152,7 @@ func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Act
 		c.State, c.ClosedAt = state, a.At
 		delete(c.Due, DuePage) // an operator has the case in hand
 		ev := Event{Type: evType, At: a.At, Actor: a.Actor, Note: a.Note}
-		rows, err := outbox(targets(cfg, *c, evType, have), after(*c, a.At), evType, nil, "", a.At)
+		rows, err := outbox(targets(pol, *c, evType, have), after(*c, a.At), evType, nil, "", a.At)
 		return ev, rows, err
 	})
 	if err != nil {
@@ -165,7 +165,7 @@ func endCase(ctx context.Context, st Store, cfg *config.Config, id string, a Act
 // upload: approve: rows still pending get their bundle back
 // (store.ReleaseBundles), and those desks get a case.approved event that
 // carries the bundle, in case they already received the case without it.
-func ApproveBundle(ctx context.Context, st Store, cfg *config.Config, id string, a Action) (Case, error) {
+func ApproveBundle(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
 	a = a.normal()
 	if _, err := lookup(ctx, st, id, false); err != nil {
 		return Case{}, err
@@ -177,9 +177,9 @@ func ApproveBundle(ctx context.Context, st Store, cfg *config.Config, id string,
 	if bundle == "" {
 		return Case{}, fmt.Errorf("approve case %s: the case has no diagnostics bundle to release (`hsm-agent bundle SERIAL` builds one on demand)", id)
 	}
-	var desks []config.Desk
-	for _, d := range cfg.Desks {
-		if d.Upload == config.UploadApprove && d.Role != config.RolePager && have[d.Name] {
+	var desks []Desk
+	for _, d := range pol.Desks {
+		if d.ApproveUpload && d.Role != config.RolePager && have[d.Name] {
 			desks = append(desks, d)
 		}
 	}
@@ -222,4 +222,49 @@ func AddNote(ctx context.Context, st Store, id string, a Action) error {
 		return fmt.Errorf("note on case %s: %w", id, err)
 	}
 	return nil
+}
+
+// CloseCase closes a case as an operator (see the package function) and
+// wakes the outbox worker.
+func (e *Engine) CloseCase(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := CloseCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventClosed)
+}
+
+// CancelCase cancels a case as an operator and wakes the outbox worker.
+func (e *Engine) CancelCase(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := CancelCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventCancelled)
+}
+
+// ApproveBundle releases a case's bundle as an operator and wakes the
+// outbox worker.
+func (e *Engine) ApproveBundle(ctx context.Context, id string, a Action) (Case, error) {
+	c, err := ApproveBundle(ctx, e.st, *e.pol.Load(), id, e.action(a))
+	return e.acted(ctx, c, err, EventBundleApproved)
+}
+
+// AddNote appends an operator's note to a case's log.
+func (e *Engine) AddNote(ctx context.Context, id string, a Action) error {
+	if err := AddNote(ctx, e.st, id, e.action(a)); err != nil {
+		return err
+	}
+	e.m.events.WithLabelValues(EventNote).Inc()
+	return nil
+}
+
+// action dates an operator action by the engine's clock.
+func (e *Engine) action(a Action) Action {
+	if a.At.IsZero() {
+		a.At = e.now()
+	}
+	return a
+}
+
+func (e *Engine) acted(ctx context.Context, c Case, err error, evType string) (Case, error) {
+	if err != nil {
+		return c, err
+	}
+	e.committed(ctx, evType)
+	return c, nil
 }

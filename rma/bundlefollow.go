@@ -33,7 +33,7 @@ func bundleNote(err error) string {
 // have come. Built, it goes to every desk that has the case (pagers
 // excepted) in one case.bundle event, and the mark is removed in the same
 // commit. A failing retry is logged once per case.
-func (e *Engine) followBundle(ctx context.Context, cfg *config.Config, c Case) {
+func (e *Engine) followBundle(ctx context.Context, pol Policy, c Case) {
 	now := e.now()
 	r := e.bundles[c.ID]
 	if now.Before(c.Due[DueBundle]) || (r != nil && now.Before(r.at)) || e.opts.Bundle == nil {
@@ -59,8 +59,8 @@ func (e *Engine) followBundle(ctx context.Context, cfg *config.Config, c Case) {
 		backoff(err)
 		return
 	}
-	var desks []config.Desk
-	for _, d := range cfg.Desks {
+	var desks []Desk
+	for _, d := range pol.Desks {
 		if have[d.Name] && d.Role != config.RolePager {
 			desks = append(desks, d)
 		}

@@ -1,8 +1,3 @@
-// Package rma turns confirmed device faults into support cases: it confirms
-// faults (level 1), derives their kind and severity from the support model,
-// keeps exactly one case per fault, routes case events to desks through the
-// durable outbox and holds the case model shared by the store, the desks and
-// the bundles.
 package rma
 
 import (

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/collector/health"
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/store"
@@ -124,7 +125,7 @@ func newHarness(t *testing.T, cfg *config.Config) *harness {
 // one ran before).
 func (h *harness) startEngine() {
 	h.t.Helper()
-	e, err := rma.NewEngine(h.cfg, rma.EngineOptions{
+	e, err := rma.NewEngine(rma.PolicyFrom(h.cfg), rma.EngineOptions{
 		Store:   h.st,
 		Now:     h.clock.Now,
 		Recheck: func(m string) { h.rechecks <- m },
@@ -188,7 +189,8 @@ func (h *harness) poll(fresh bool, faults map[string]fault) {
 	h.t.Helper()
 	h.clock.Advance(2 * time.Second)
 	now := h.clock.Now()
-	snap := collector.Snapshot{Time: now, Ready: true, Polled: []string{"soft"}}
+	snap := collector.Snapshot{Time: now, Ready: true, Polled: []string{"soft"},
+		Modules: []collector.ModuleStatus{{Name: "soft", Polled: true, Start: now, Fresh: fresh}}}
 	for _, inv := range h.cfg.Devices {
 		checks := []p11.Check{
 			{Name: p11.CheckTokenInfo, OK: true, Duration: time.Millisecond},
@@ -205,8 +207,17 @@ func (h *harness) poll(fresh bool, faults map[string]fault) {
 		}
 		snap.Devices = append(snap.Devices, d)
 	}
-	h.e.Observe(snap)
+	h.e.Observe(healthOf(snap, h.cfg))
 	h.e.Flush()
+}
+
+// healthOf is the poll the collector hands the engine for a snapshot: each
+// device with its findings under cfg's classification policy.
+func healthOf(snap collector.Snapshot, cfg *config.Config) health.Poll {
+	for i := range snap.Devices {
+		snap.Devices[i].Findings = collector.DeviceFindings(snap.Devices[i], collector.PolicyFrom(cfg))
+	}
+	return snap.Health()
 }
 
 // confirm feeds confirm_polls failing polls, the last one fresh.
@@ -662,9 +673,9 @@ func TestOperatorActions(t *testing.T) {
 
 	// Unknown IDs.
 	for name, err := range map[string]error{
-		"close":   second(rma.CloseCase(ctx, h.st, h.cfg, "HA-NOPE", alice)),
-		"cancel":  second(rma.CancelCase(ctx, h.st, h.cfg, "HA-NOPE", alice)),
-		"approve": second(rma.ApproveBundle(ctx, h.st, h.cfg, "HA-NOPE", alice)),
+		"close":   second(rma.CloseCase(ctx, h.st, rma.PolicyFrom(h.cfg), "HA-NOPE", alice)),
+		"cancel":  second(rma.CancelCase(ctx, h.st, rma.PolicyFrom(h.cfg), "HA-NOPE", alice)),
+		"approve": second(rma.ApproveBundle(ctx, h.st, rma.PolicyFrom(h.cfg), "HA-NOPE", alice)),
 		"note":    rma.AddNote(ctx, h.st, "HA-NOPE", alice),
 	} {
 		if err == nil || !strings.Contains(err.Error(), `no case with ID "HA-NOPE"`) || !errors.Is(err, store.ErrNotFound) {
@@ -674,7 +685,7 @@ func TestOperatorActions(t *testing.T) {
 
 	// Approve: the approve desk gets a case.approved row with the bundle,
 	// and the pending opened row gets its bundle back.
-	got, err := rma.ApproveBundle(ctx, h.st, h.cfg, c.ID, alice)
+	got, err := rma.ApproveBundle(ctx, h.st, rma.PolicyFrom(h.cfg), c.ID, alice)
 	if err != nil || !got.BundleApproved {
 		t.Fatalf("approve: %+v %v", got, err)
 	}
@@ -683,7 +694,7 @@ func TestOperatorActions(t *testing.T) {
 	if ds[0].WithholdBundle || ds[2].WithholdBundle || ds[2].BundlePath == "" || ds[2].BundlePath != ds[0].BundlePath {
 		t.Errorf("bundles after approve: %+v", ds)
 	}
-	if _, err := rma.ApproveBundle(ctx, h.st, h.cfg, c.ID, alice); err == nil || !strings.Contains(err.Error(), "already approved") {
+	if _, err := rma.ApproveBundle(ctx, h.st, rma.PolicyFrom(h.cfg), c.ID, alice); err == nil || !strings.Contains(err.Error(), "already approved") {
 		t.Errorf("approve twice: %v", err)
 	}
 	if err := rma.AddNote(ctx, h.st, c.ID, rma.Action{Actor: "operator:bob"}); err == nil {
@@ -795,16 +806,16 @@ func TestEngineObserveNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	e, err := rma.NewEngine(testConfig("pay-1"), rma.EngineOptions{Store: st, QueueSize: 2})
+	e, err := rma.NewEngine(rma.PolicyFrom(testConfig("pay-1")), rma.EngineOptions{Store: st, QueueSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Not running: the queue fills and further snapshots are dropped
 	// instead of blocking the poll loop.
 	for range 10 {
-		e.Observe(collector.Snapshot{Polled: []string{"soft"}})
+		e.Observe(health.Poll{Polled: []string{"soft"}})
 	}
-	if _, err := rma.NewEngine(testConfig(), rma.EngineOptions{}); err == nil {
+	if _, err := rma.NewEngine(rma.PolicyFrom(testConfig()), rma.EngineOptions{}); err == nil {
 		t.Error("NewEngine without a store must fail")
 	}
 }
@@ -819,7 +830,7 @@ func TestEngineReloadRenewedContract(t *testing.T) {
 
 	renewed := testConfig("exp-1")
 	renewed.Devices[0].Contract.Expires = date("2029-12-31")
-	h.e.Reload(renewed)
+	h.e.Reload(rma.PolicyFrom(renewed))
 	h.e.Flush()
 	h.e.CheckContractsNow()
 	equal(t, "events after renewal", h.events(c.ID), []string{rma.EventOpened, rma.EventCleared})
@@ -865,17 +876,17 @@ func TestEngineReloadNotDroppedByFullQueue(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := testConfig("pay-1")
-	e, err := rma.NewEngine(cfg, rma.EngineOptions{Store: st, QueueSize: 1,
+	e, err := rma.NewEngine(rma.PolicyFrom(cfg), rma.EngineOptions{Store: st, QueueSize: 1,
 		Bundle: func(context.Context, rma.Case) (string, error) { return "", nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Not running yet: the first snapshot fills the queue, the second is dropped.
-	e.Observe(collector.Snapshot{Ready: true})
-	e.Observe(collector.Snapshot{Ready: true})
+	e.Observe(health.Poll{})
+	e.Observe(health.Poll{})
 	next := *cfg
 	next.ConfirmPolls = 7
-	e.Reload(&next)
+	e.Reload(rma.PolicyFrom(&next))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

@@ -40,6 +40,12 @@ func reported(state collector.State, checks []p11.Check, flags ...string) collec
 		Reported: true, Checks: checks, Fresh: true, Updated: t0, Inventory: c.Devices[0]}
 }
 
+// deviceFaults maps the findings the collector gives st to faults.
+func deviceFaults(st collector.DeviceStatus, cfg *config.Config) Observed {
+	st.Findings = collector.DeviceFindings(st, collector.PolicyFrom(cfg))
+	return DeviceFaults(st.Health(), PolicyFrom(cfg))
+}
+
 func withCheck(name string, mod func(*p11.Check)) []p11.Check {
 	cs := okChecks()
 	for i := range cs {
@@ -113,7 +119,7 @@ func TestDeviceFaults(t *testing.T) {
 		{"firmware below minimum", oldFirmware, []want{{KindFirmware, ClassBelowMinimum, "firmware 2.5 below the approved minimum 2.6"}}, true},
 		{"firmware not approved", unapproved, []want{{KindFirmware, ClassNotApproved, "firmware 2.7 not approved"}}, true},
 	} {
-		o := DeviceFaults(tc.st, cfg)
+		o := deviceFaults(tc.st, cfg)
 		if o.TokenReported != tc.tokenSeen {
 			t.Errorf("%s: TokenReported = %v, want %v", tc.name, o.TokenReported, tc.tokenSeen)
 		}
@@ -146,12 +152,12 @@ func TestDeviceFaults(t *testing.T) {
 		}
 	}
 	// The observed reason of the collector is quoted.
-	o := DeviceFaults(notReported(collector.StateMissing), cfg)
+	o := deviceFaults(notReported(collector.StateMissing), cfg)
 	if !strings.Contains(o.Faults[0].Description, "Observed: reason from the collector") ||
 		!strings.Contains(o.Faults[0].Description, "(as last reported)") {
 		t.Errorf("missing device description:\n%s", o.Faults[0].Description)
 	}
-	if o := DeviceFaults(neverSeen, cfg); !strings.Contains(o.Faults[0].Description, "model and versions unknown") {
+	if o := deviceFaults(neverSeen, cfg); !strings.Contains(o.Faults[0].Description, "model and versions unknown") {
 		t.Errorf("never-seen device description:\n%s", o.Faults[0].Description)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
-	"github.com/hsm-agent/hsm-agent/collector"
+	"github.com/hsm-agent/hsm-agent/collector/health"
 )
 
 // modulePrefix marks the pseudo-serial of a module-level case: a fault of
@@ -41,7 +41,7 @@ type moduleCase struct {
 // observation then clears a confirmed module fault). The case's severity
 // is the worst its devices would get, each rated as if it alone were down
 // (with every affected device counted down in its pool).
-func ModuleFaults(cfg *config.Config, snap collector.Snapshot, module string, affected []collector.DeviceStatus) moduleCase {
+func ModuleFaults(pol Policy, snap health.Poll, module string, affected []health.Device) moduleCase {
 	mc := moduleCase{
 		observed: Observed{Serial: ModuleSerial(module), Device: "module " + module, Module: module},
 		sev:      SeverityLow + 1,
@@ -60,8 +60,8 @@ func ModuleFaults(cfg *config.Config, snap collector.Snapshot, module string, af
 		names[i] = fmt.Sprintf("%s (serial %s, %s)", d.Device, d.Serial, orUnknown(d.Inventory.Environment))
 	}
 	lib := "library unknown"
-	if m, ok := cfg.Module(module); ok {
-		lib = "library " + m.Library
+	if l, ok := pol.Libraries[module]; ok {
+		lib = "library " + l
 	}
 	f := Fault{
 		Serial: ModuleSerial(module), Device: "module " + module, Kind: KindOperational, Class: ClassModuleError,
@@ -72,7 +72,7 @@ func ModuleFaults(cfg *config.Config, snap collector.Snapshot, module string, af
 	}
 	mc.observed.Faults = []Fault{f}
 	for _, d := range affected {
-		sev, impact := Severity(severityInput(cfg, snap, d, f))
+		sev, impact := Severity(severityInput(pol, snap, d, f))
 		if sev < mc.sev {
 			mc.sev, mc.impact = sev, fmt.Sprintf("%s (worst of %d devices: %s)", impact, len(affected), d.Device)
 			mc.inv.Environment, mc.inv.Pool = d.Inventory.Environment, d.Inventory.Pool

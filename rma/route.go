@@ -54,14 +54,14 @@ func vendorKind(k Kind) bool { return k == KindHardware || k == KindFirmware }
 // applyPolicy sets what follows from the case's kind, severity, the
 // device's contract and the desks: Flow, Reason, the response clock and a
 // pending page. It is used at open and at reopen.
-func applyPolicy(cfg *config.Config, c *Case, inv config.Device, now time.Time, pageFallback time.Duration) {
+func applyPolicy(pol Policy, c *Case, inv config.Device, now time.Time, pageFallback time.Duration) {
 	cs := Contract(inv, now)
 	c.Flow, c.Reason = FlowNone, ""
 	if vendorKind(c.Kind) {
 		switch {
 		case !cs.Active:
 			c.Reason = cs.Reason
-		case len(desksWithRole(cfg, config.RoleVendor)) == 0:
+		case len(pol.desksWithRole(config.RoleVendor)) == 0:
 			c.Reason = "no desk with role vendor is configured: no vendor case"
 		}
 		if c.Kind == KindHardware && cs.Active {
@@ -73,7 +73,7 @@ func applyPolicy(cfg *config.Config, c *Case, inv config.Device, now time.Time, 
 	}
 	c.Due[DueResponse] = now.Add(ResponseTarget(c.Severity))
 	delete(c.Due, DuePage)
-	if c.Severity == SeverityUrgent && len(desksWithRole(cfg, config.RolePager)) > 0 {
+	if c.Severity == SeverityUrgent && len(pol.desksWithRole(config.RolePager)) > 0 {
 		if vendorTakes(*c) {
 			c.Due[DuePage] = now.Add(pageFallback)
 		} else {
@@ -86,23 +86,13 @@ func applyPolicy(cfg *config.Config, c *Case, inv config.Device, now time.Time, 
 // firmware case whose contract is active (applyPolicy left no Reason).
 func vendorTakes(c Case) bool { return vendorKind(c.Kind) && c.Reason == "" }
 
-func desksWithRole(cfg *config.Config, role string) []config.Desk {
-	var out []config.Desk
-	for _, d := range cfg.Desks {
-		if d.Role == role {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
 // targets lists the desks that get one event of a case, one outbox row
 // each: pagers get only pages; internal desks get every other event;
 // vendor desks get the opening (and reopening) of a case they can take,
 // and later events of cases they already have (have: desks with rows).
-func targets(cfg *config.Config, c Case, evType string, have map[string]bool) []config.Desk {
-	var out []config.Desk
-	for _, d := range cfg.Desks {
+func targets(pol Policy, c Case, evType string, have map[string]bool) []Desk {
+	var out []Desk
+	for _, d := range pol.Desks {
 		ok := false
 		switch d.Role {
 		case config.RolePager:
@@ -130,13 +120,13 @@ func targets(cfg *config.Config, c Case, evType string, have map[string]bool) []
 // worker adds) and the bundle to attach, withheld from desks with upload:
 // approve until an operator approves it. c is the case as it will be after
 // the event (Seq already the event's).
-func outbox(desks []config.Desk, c Case, evType string, page *Page, bundle string, at time.Time) ([]Delivery, error) {
+func outbox(desks []Desk, c Case, evType string, page *Page, bundle string, at time.Time) ([]Delivery, error) {
 	return outboxNoting(desks, c, evType, page, bundle, "", at)
 }
 
 // outboxNoting is outbox with a BundleNote for the desks that should have
 // had a bundle (every desk but pagers): why it is missing.
-func outboxNoting(desks []config.Desk, c Case, evType string, page *Page, bundle, note string, at time.Time) ([]Delivery, error) {
+func outboxNoting(desks []Desk, c Case, evType string, page *Page, bundle, note string, at time.Time) ([]Delivery, error) {
 	var out []Delivery
 	for _, d := range desks {
 		ev := DeskEvent{Event: evType, Sequence: c.Seq, Case: c, Page: page}
@@ -150,7 +140,7 @@ func outboxNoting(desks []config.Desk, c Case, evType string, page *Page, bundle
 		row := Delivery{Desk: d.Name, Payload: p, NextAttempt: at}
 		if bundle != "" && d.Role != config.RolePager {
 			row.BundlePath = bundle
-			row.WithholdBundle = d.Upload == config.UploadApprove && !c.BundleApproved
+			row.WithholdBundle = d.ApproveUpload && !c.BundleApproved
 		}
 		out = append(out, row)
 	}
