@@ -196,10 +196,10 @@ func TestNewBuildsEachType(t *testing.T) {
 func TestTestSendsAMarkedEvent(t *testing.T) {
 	t.Parallel()
 	var got []byte
-	srv := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, r *http.Request) {
+	srv := newDeskServer(t, func(w http.ResponseWriter) {
 		_, _ = io.WriteString(w, `{"ticket_id":"TEST-1"}`)
 	})
-	d := webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)
+	d := webhookDesk(t, "vendor", srv.srv.URL)
 	ticket, err := desk.Test(context.Background(), d)
 	if err != nil || ticket != "TEST-1" {
 		t.Fatalf("Test = %q, %v", ticket, err)
@@ -216,10 +216,10 @@ func TestTestSendsAMarkedEvent(t *testing.T) {
 		t.Errorf("Idempotency-Key %q", k)
 	}
 
-	refused := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) {
+	refused := newDeskServer(t, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusUnauthorized)
 	})
-	_, err = desk.Test(context.Background(), webhookDesk(t, "vendor", refused.srv.URL, 0, fastHTTP))
+	_, err = desk.Test(context.Background(), webhookDesk(t, "vendor", refused.srv.URL))
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), `"vendor"`) {
 		t.Errorf("refused test: %v", err)
 	}
