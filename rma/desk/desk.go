@@ -1,9 +1,7 @@
 // Package desk delivers case events to desks: the Desk interface every desk
 // kind implements (one sub-package per kind: webhook, spool), the registry
 // New that builds a desk from its configuration, the assembly of the final
-// event body, and the outbox Worker that takes due rows from the store,
-// sends them in order with retries, records every attempt and exports the
-// delivery metrics.
+// event body; the outbox worker is rma/desk/outbox.
 package desk
 
 import (
@@ -28,7 +26,8 @@ type Message = deliver.Message
 type Desk interface {
 	// Name is the desk's configured name (the outbox rows' desk).
 	Name() string
-	// Send delivers m once (an HTTP desk may retry a few times inside).
+	// Send delivers m with one attempt (one request for an HTTP desk):
+	// the outbox worker is the one retry layer.
 	// On success it returns the desk's ticket ID if it gave one. On
 	// failure retryable says whether a later attempt may succeed (429,
 	// 5xx, connection errors) or the event must be parked (other 4xx);
@@ -44,7 +43,7 @@ type RateLimited interface {
 }
 
 // Error is a failed delivery attempt: Reason (the metric label), the HTTP
-// Status if any, the capped RetryAfter the desk asked for, and the cause.
+// Status if any, the RetryAfter the desk asked for, and the cause.
 type Error = deliver.Error
 
 // Reason classifies a failed delivery attempt.
@@ -77,7 +76,7 @@ func RetryableStatus(status int) (ok, retryable bool, reason Reason) {
 	return deliver.RetryableStatus(status)
 }
 
-// HTTPOptions tunes the retrying HTTP client of HTTP desks.
+// HTTPOptions tunes the HTTP client of HTTP desks.
 type HTTPOptions = deliver.HTTPOptions
 
 // Option adjusts how New builds desks.
@@ -92,9 +91,9 @@ type options struct {
 // ("hsm-agent/<version>"); the agent passes agent.Version.
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
-// WithHTTPOptions tunes the HTTP client of HTTP desks (retries inside one
-// attempt, their waits, the Retry-After cap); the desk's timeout setting
-// still wins over o.Timeout, and a nil o.Transport keeps WithTransport's.
+// WithHTTPOptions tunes the HTTP client of HTTP desks; the desk's timeout
+// setting still wins over o.Timeout, and a nil o.Transport keeps
+// WithTransport's.
 func WithHTTPOptions(o HTTPOptions) Option {
 	return func(x *options) {
 		if o.Transport == nil {

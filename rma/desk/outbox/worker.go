@@ -18,7 +18,6 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
-	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deliver"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
@@ -365,7 +364,7 @@ func (l *deskLoop) retryDelay(row rma.Delivery, err error) time.Duration {
 	if errors.As(err, &de) && de.RetryAfter > 0 {
 		return min(de.RetryAfter, o.MaxRetryAfter)
 	}
-	return deliver.Backoff(o.RetryMin, o.RetryMax, row.Attempts)
+	return Backoff(o.RetryMin, o.RetryMax, row.Attempts)
 }
 
 // record writes attempt a of row to the store. When the store fails the
@@ -382,7 +381,7 @@ func (l *deskLoop) record(ctx context.Context, row rma.Delivery, a store.Attempt
 			"case", row.CaseID, "sequence", row.Seq, "err", err)
 	case err != nil:
 		o := l.w.opts
-		hold = deliver.Backoff(o.RetryMin, o.RetryMax, l.storeErrs)
+		hold = Backoff(o.RetryMin, o.RetryMax, l.storeErrs)
 		l.storeErrs++
 		l.holdUntil = o.Now().Add(hold)
 		l.storeError("record a delivery attempt (case "+row.CaseID+", outcome "+a.Outcome()+")", err)

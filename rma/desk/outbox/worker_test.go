@@ -65,8 +65,8 @@ func TestWorkerRetriesUntilDelivered(t *testing.T) {
 }
 
 // TestWorkerHonoursRetryAfter: 429 with Retry-After: 2 (longer than the
-// waits inside Send): the worker schedules the next attempt 2 s later, and
-// the desk sees it no sooner.
+// backoff): the worker schedules the next attempt 2 s later, and the desk
+// sees it no sooner.
 func TestWorkerHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	srv := newDeskServer(t, func(n int, key string, w http.ResponseWriter, _ *http.Request) {
@@ -79,8 +79,7 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 	})
 	st := newMemStore()
 	id := st.enqueue("vendor", "c1", 1, "")
-	h := desk.HTTPOptions{RetryMax: 3, RetryWaitMin: time.Millisecond, RetryWaitMax: 100 * time.Millisecond}
-	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, h)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
 
@@ -340,5 +339,66 @@ func TestDrainExactlyOnce(t *testing.T) {
 		if c != 1 {
 			t.Errorf("%s delivered %d times", k, c)
 		}
+	}
+}
+
+// TestWorkerOneRequestPerAttempt: the outbox is the one retry layer. A desk
+// that answers 500 gets exactly one request per recorded attempt (a Send
+// that retried inside itself would show more requests than attempts).
+func TestWorkerOneRequestPerAttempt(t *testing.T) {
+	t.Parallel()
+	srv := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	st := newMemStore()
+	id := st.enqueue("vendor", "c1", 1, "")
+	opts := fastWorker(nil)
+	// At least 1 s between attempts: the requests counted below belong
+	// to the attempts recorded, none to the next one.
+	opts.RetryMin, opts.RetryMax = 2*time.Second, 2*time.Second
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, desk.HTTPOptions{})}, opts)
+	runWorker(t, w)
+	waitFor(t, 60*time.Second, "two attempts", func() bool { return st.row(id).Attempts >= 2 })
+	attempts, hits := st.row(id).Attempts, srv.count()
+	if hits != attempts {
+		t.Errorf("desk got %d requests for %d attempts; want exactly one request per attempt", hits, attempts)
+	}
+	for i, a := range st.history(id) {
+		if a.Status != http.StatusInternalServerError || a.Delivered || a.Parked {
+			t.Errorf("attempt %d recorded as %+v; want a retry after HTTP 500", i+1, a)
+		}
+	}
+	if got := counterValue(t, w, "vendor", "status_5xx"); got != float64(attempts) {
+		t.Errorf("status_5xx counted %v, want %d (one per attempt)", got, attempts)
+	}
+}
+
+// TestWorkerCapsRetryAfter: the desk asks for a day (Retry-After: 86400);
+// the worker waits its MaxRetryAfter instead, then delivers. The desk
+// hands the wait back uncapped: the cap is the worker's alone.
+func TestWorkerCapsRetryAfter(t *testing.T) {
+	t.Parallel()
+	srv := newDeskServer(t, func(n int, key string, w http.ResponseWriter, _ *http.Request) {
+		if n == 0 {
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		okTicket(w, key)
+	})
+	st := newMemStore()
+	id := st.enqueue("vendor", "c1", 1, "")
+	opts := fastWorker(nil)
+	opts.MaxRetryAfter = 300 * time.Millisecond
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
+	runWorker(t, w)
+	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
+
+	first := st.history(id)[0]
+	if wait := first.NextAttempt.Sub(first.At); wait != opts.MaxRetryAfter || first.Status != http.StatusServiceUnavailable {
+		t.Errorf("503 with Retry-After 86400 recorded with next attempt %v later (status %d); want the cap %v", wait, first.Status, opts.MaxRetryAfter)
+	}
+	if n := srv.count(); n != 2 {
+		t.Errorf("desk got %d requests, want 2", n)
 	}
 }

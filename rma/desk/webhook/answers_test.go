@@ -93,8 +93,8 @@ func TestRedirectIsReportedWithItsLocation(t *testing.T) {
 	}
 }
 
-// TestRequestTimeout408Retries: 408 is retried (inside Send and by the
-// worker), with reason timeout.
+// TestRequestTimeout408Retries: 408 is retryable (by the worker), with
+// reason timeout.
 func TestRequestTimeout408Retries(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(t, func(n int, w http.ResponseWriter) {
@@ -104,7 +104,7 @@ func TestRequestTimeout408Retries(t *testing.T) {
 		}
 		answer(http.StatusOK, `{"ticket_id":"T-408"}`)(n, w)
 	})
-	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: -1}})
+	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{})
 	_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
 	if err == nil || !retryable || desk.ReasonOf(err) != desk.ReasonTimeout {
 		t.Fatalf("408: retryable %v, err %v; want a retryable timeout", retryable, err)

@@ -49,8 +49,8 @@ const maxTicketID = 200
 type Options struct {
 	// Version goes into the User-Agent: hsm-agent/<Version>.
 	Version string
-	// HTTP tunes the retrying client; its Timeout is overridden by the
-	// desk's timeout setting when that is set.
+	// HTTP tunes the HTTP client; its Timeout is overridden by the desk's
+	// timeout setting when that is set.
 	HTTP deliver.HTTPOptions
 }
 
@@ -153,10 +153,10 @@ func (d Desk) GoString() string { return d.String() }
 // Format prints String for every verb, so no verb walks into the key.
 func (d Desk) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, d.String()) }
 
-// Send POSTs m.Body. It retries 429, 5xx and connection errors a few times
-// itself (honouring a short Retry-After) and then reports whether a later
-// attempt may succeed; other 4xx are final. A 2xx answer may carry
-// {"ticket_id": "..."}, which is returned.
+// Send POSTs m.Body once and reports whether a later attempt may succeed
+// (408, 429, 5xx and connection errors; the outbox worker schedules it,
+// honouring the Retry-After in the *desk.Error); other 4xx are final. A 2xx
+// answer may carry {"ticket_id": "..."}, which is returned.
 func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, retryable bool, err error) {
 	id := m.Delivery.IdempotencyKey
 	if id == "" {
@@ -172,8 +172,8 @@ func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, re
 		h.Set(HeaderWebhookID, id)
 		body := m.Body
 		prepare = func(r *http.Request) error {
-			// Every try gets its own timestamp and signature (the
-			// spec's timestamp is the attempt's), never a new id.
+			// Every attempt gets its own timestamp and signature
+			// (the spec's timestamp is the attempt's), never a new id.
 			ts := strconv.FormatInt(d.now().Unix(), 10)
 			r.Header = r.Header.Clone()
 			r.Header.Set(HeaderWebhookTime, ts)

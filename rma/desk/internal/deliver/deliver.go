@@ -2,7 +2,7 @@
 // (rma/desk/webhook, rma/desk/spool) share without importing each other: the
 // Message a desk sends, the typed delivery Error whose Reason becomes a metric
 // label, the one function that decides which HTTP statuses retry, and the
-// go-retryablehttp client every HTTP desk uses. rma/desk re-exports these
+// one-request HTTP client every HTTP desk uses. rma/desk re-exports these
 // names; nothing outside rma/desk can import this package.
 package deliver
 
@@ -55,8 +55,8 @@ type Error struct {
 	Reason Reason
 	// Status is the HTTP status of the last answer (0 when there was none).
 	Status int
-	// RetryAfter is the wait the desk asked for with Retry-After, already
-	// capped; 0 when it asked for none.
+	// RetryAfter is the wait the desk asked for with Retry-After (the
+	// outbox worker caps it); 0 when it asked for none.
 	RetryAfter time.Duration
 	// Err is the cause. It never holds a secret.
 	Err error
