@@ -76,7 +76,7 @@ func (s *deskServer) all() []deskHit {
 func webhookDesk(t testing.TB, name, url string) desk.Desk {
 	t.Helper()
 	d, err := webhook.New(config.Desk{Name: name, Type: config.DeskWebhook, URL: url}, nil,
-		webhook.Options{Version: "test", HTTP: desk.HTTPOptions{Timeout: 5 * time.Second}})
+		webhook.Options{Version: "test", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

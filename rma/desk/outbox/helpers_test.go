@@ -22,6 +22,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
+	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
@@ -274,12 +275,11 @@ func freeAddr(t testing.TB) string {
 }
 
 // fastHTTP: a desk timeout that a loaded machine meets.
-var fastHTTP = desk.HTTPOptions{Timeout: 5 * time.Second}
+var fastHTTP = webhook.Options{Version: "test", Timeout: 5 * time.Second}
 
-func webhookDesk(t testing.TB, name, url string, rate int, h desk.HTTPOptions) desk.Desk {
+func webhookDesk(t testing.TB, name, url string, rate int, o webhook.Options) desk.Desk {
 	t.Helper()
-	d, err := desk.New(config.Desk{Name: name, Type: config.DeskWebhook, URL: url, RatePerMinute: rate}, nil,
-		desk.WithVersion("test"), desk.WithHTTPOptions(h))
+	d, err := webhook.New(config.Desk{Name: name, Type: config.DeskWebhook, URL: url, RatePerMinute: rate}, nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
+	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 )
 
 // TestWorkerRetriesUntilDelivered: the desk answers 500 three times then
@@ -356,7 +357,7 @@ func TestWorkerOneRequestPerAttempt(t *testing.T) {
 	// At least 1 s between attempts: the requests counted below belong
 	// to the attempts recorded, none to the next one.
 	opts.RetryMin, opts.RetryMax = 2*time.Second, 2*time.Second
-	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, desk.HTTPOptions{})}, opts)
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, webhook.Options{})}, opts)
 	runWorker(t, w)
 	waitFor(t, 60*time.Second, "two attempts", func() bool { return st.row(id).Attempts >= 2 })
 	attempts, hits := st.row(id).Attempts, srv.count()

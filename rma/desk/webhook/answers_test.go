@@ -30,7 +30,7 @@ func TestUnusable2xxAnswerKeepsTheDelivery(t *testing.T) {
 			rec := newRecorder(t, answer(http.StatusCreated, body))
 			var logs bytes.Buffer
 			d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL},
-				slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+				slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func TestUnusable2xxAnswerKeepsTheDelivery(t *testing.T) {
 	rec := newRecorder(t, answer(http.StatusOK, "accepted"))
 	var logs bytes.Buffer
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL},
-		slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}

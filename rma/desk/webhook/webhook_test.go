@@ -80,7 +80,7 @@ func answer(status int, body string) func(int, http.ResponseWriter) {
 }
 
 // fastHTTP is a desk timeout that a loaded machine meets.
-var fastHTTP = desk.HTTPOptions{Timeout: 5 * time.Second}
+var fastHTTP = webhook.Options{Timeout: 5 * time.Second}
 
 func newDesk(t *testing.T, cfg config.Desk, opts webhook.Options) *webhook.Desk {
 	t.Helper()
@@ -88,8 +88,8 @@ func newDesk(t *testing.T, cfg config.Desk, opts webhook.Options) *webhook.Desk 
 		cfg.Name = "vendor"
 	}
 	cfg.Type = config.DeskWebhook
-	if opts.HTTP.Timeout == 0 {
-		opts.HTTP.Timeout = fastHTTP.Timeout
+	if opts.Timeout == 0 {
+		opts.Timeout = fastHTTP.Timeout
 	}
 	d, err := webhook.New(cfg, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
@@ -263,7 +263,7 @@ func TestRawSecretSignsWithItsBytes(t *testing.T) {
 }
 
 // TestSignatureTimestampFromClock: webhook-timestamp is the try's time by
-// HTTPOptions.Now (the desk's clock), and the signature covers it.
+// Options.Now (the desk's clock), and the signature covers it.
 func TestSignatureTimestampFromClock(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "s")
@@ -275,7 +275,7 @@ func TestSignatureTimestampFromClock(t *testing.T) {
 	rec := newRecorder(t, answer(200, ``))
 	h := fastHTTP
 	h.Now = func() time.Time { return at }
-	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, webhook.Options{HTTP: h})
+	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, h)
 	if _, _, err := d.Send(context.Background(), message(t, "c1", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestSecretFromCredentialsDirectory(t *testing.T) {
 	var logs bytes.Buffer
 	rec := newRecorder(t, answer(200, ``))
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL, SecretFile: fileSecret},
-		slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestSecretNeverPrintedOrInErrors(t *testing.T) {
 	var logs bytes.Buffer
 	rec := newRecorder(t, answer(400, `{"error":"bad field"}`))
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL, SecretFile: file},
-		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestHTTPSWithTrustedRoots(t *testing.T) {
 	if _, retryable, err := d.Send(context.Background(), message(t, "c1", 1)); err == nil || !retryable {
 		t.Errorf("untrusted certificate: err %v retryable %v; want a retryable error", err, retryable)
 	}
-	d = newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{Transport: srv.Client().Transport}})
+	d = newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{Transport: srv.Client().Transport})
 	if ticket, _, err := d.Send(context.Background(), message(t, "c1", 1)); err != nil || ticket != "TLS-1" {
 		t.Errorf("trusted: %q, %v", ticket, err)
 	}

@@ -1,4 +1,4 @@
-package deliver
+package deskhttp
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/hsm-agent/hsm-agent/rma/desk"
 )
 
 // Defaults of HTTPOptions.
@@ -48,7 +50,7 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 }
 
 // HTTPClient sends one request per call: redirects are not followed, every
-// answer's status goes through RetryableStatus, and the Retry-After of a
+// answer's status goes through desk.RetryableStatus, and the Retry-After of a
 // retryable answer is handed back (uncapped) for the worker.
 type HTTPClient struct {
 	opts HTTPOptions
@@ -102,14 +104,14 @@ type Response struct {
 func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retryable bool, err error) {
 	hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL.String(), bytes.NewReader(req.Body))
 	if err != nil {
-		return nil, false, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("build request to %s: %w", RedactURL(req.URL), err)}
+		return nil, false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("build request to %s: %w", RedactURL(req.URL), err)}
 	}
 	for k, v := range req.Header {
 		hreq.Header[k] = v
 	}
 	if req.Prepare != nil {
 		if err := req.Prepare(hreq); err != nil {
-			return nil, false, &Error{Reason: ReasonInvalid, Err: err}
+			return nil, false, &desk.Error{Reason: desk.ReasonInvalid, Err: err}
 		}
 	}
 	hr, err := c.http.Do(hreq)
@@ -118,7 +120,7 @@ func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retry
 	}
 	defer drain(hr.Body)
 	body, rerr := io.ReadAll(io.LimitReader(hr.Body, maxAnswer+1))
-	ok, retryable, reason := RetryableStatus(hr.StatusCode)
+	ok, retryable, reason := desk.RetryableStatus(hr.StatusCode)
 	if ok {
 		// The desk said 2xx: it has the event. An answer that cannot be
 		// read only loses the ticket ID.
@@ -131,7 +133,7 @@ func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retry
 		}
 		return r, false, nil
 	}
-	e := &Error{Reason: reason, Status: hr.StatusCode,
+	e := &desk.Error{Reason: reason, Status: hr.StatusCode,
 		Err: fmt.Errorf("%s %s: desk answered %s%s%s", req.Method, RedactURL(req.URL), hr.Status, redirectNote(req.URL, hr), snippet(body))}
 	if retryable {
 		if wait, ok := ParseRetryAfter(hr.Header, c.opts.Now(), 0); ok {
