@@ -363,7 +363,7 @@ func DeskTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if dc.Name != pos[1] {
 			continue
 		}
-		d, err := desk.New(dc, NewLogger(stderr, 0), desk.WithVersion(Version))
+		d, err := NewDesk(dc, NewLogger(stderr, 0), DeskOptions{Version: Version})
 		if err != nil {
 			fmt.Fprintf(stderr, "hsm-agent desk test %s: %v\n", dc.Name, err)
 			return 1

@@ -17,6 +17,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	deskoutbox "github.com/hsm-agent/hsm-agent/rma/desk/outbox"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
@@ -41,7 +42,7 @@ func openStore(cfg *config.Config) (*store.Store, error) {
 // changes the desks replaces it.
 type outbox struct {
 	desks  []config.Desk
-	worker *desk.Worker
+	worker *deskoutbox.Worker
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -77,7 +78,7 @@ func (d *deliveries) Collect(ch chan<- prometheus.Metric) {
 // running one. It cannot fail: the desks were built (secrets read) by
 // loadChecked before.
 func (d *deliveries) start(ctx context.Context, cfgDesks []config.Desk, desks []desk.Desk) {
-	w := desk.NewWorker(d.store, desks, desk.WorkerOptions{Logger: d.logger.With("component", "outbox"), Scrub: d.scrub})
+	w := deskoutbox.NewWorker(d.store, desks, deskoutbox.Options{Logger: d.logger.With("component", "outbox"), Scrub: d.scrub})
 	ob := &outbox{desks: cfgDesks, worker: w, done: make(chan error, 1)}
 	var wctx context.Context
 	wctx, ob.cancel = context.WithCancel(ctx)

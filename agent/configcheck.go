@@ -65,7 +65,7 @@ type checkOptions struct {
 // loadChecked is the one function that decides whether a configuration
 // file can run, for `config check`, start and reload alike: the file
 // loads and validates (config.Load), every desk can be built with its
-// secrets (desk.NewAll), and every module library loads in a fresh probe
+// secrets (NewDesks), and every module library loads in a fresh probe
 // worker. Every problem is returned at once.
 func loadChecked(ctx context.Context, file string, o checkOptions) (*checkedConfig, error) {
 	if o.logger == nil {
@@ -76,7 +76,7 @@ func loadChecked(ctx context.Context, file string, o checkOptions) (*checkedConf
 		return nil, err
 	}
 	var errs []error
-	desks, err := desk.NewAll(cfg.Desks, o.logger.With("component", "desk"), desk.WithVersion(Version))
+	desks, err := NewDesks(cfg.Desks, o.logger.With("component", "desk"), DeskOptions{Version: Version})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("desks in %s: %w", file, err))
 	}

@@ -94,11 +94,12 @@ func scrubText(ev *rma.DeskEvent, scrub Scrub) {
 // NewMessage builds the Message for outbox row d sent at now (see BuildBody,
 // including its ErrBundleMissing case, where the Message is usable).
 func NewMessage(d rma.Delivery, now time.Time) (Message, error) {
-	return newMessage(d, now, nil)
+	return NewScrubbedMessage(d, now, nil)
 }
 
-// newMessage is NewMessage with the ticket text passed through scrub.
-func newMessage(d rma.Delivery, now time.Time, scrub Scrub) (Message, error) {
+// NewScrubbedMessage is NewMessage with the case's free text passed
+// through scrub (nil: unchanged); the outbox worker sends these.
+func NewScrubbedMessage(d rma.Delivery, now time.Time, scrub Scrub) (Message, error) {
 	body, err := buildBody(d, now, scrub)
 	if body == nil {
 		return Message{}, err

@@ -20,6 +20,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 )
 
 // documented lists the keys of the webhook desk event in design.md
@@ -164,42 +165,13 @@ func TestBuildBodyBundleProblems(t *testing.T) {
 	}
 }
 
-func TestNewBuildsEachType(t *testing.T) {
-	t.Parallel()
-	d, err := desk.New(config.Desk{Name: "w", Type: config.DeskWebhook, URL: "https://desk.example/hook"}, nil)
-	if err != nil || d.Name() != "w" {
-		t.Errorf("webhook: %v, %v", d, err)
-	}
-	d, err = desk.New(config.Desk{Name: "s", Type: config.DeskSpool, Dir: t.TempDir(), RatePerMinute: 30}, nil)
-	if err != nil || d.Name() != "s" {
-		t.Fatalf("spool: %v, %v", d, err)
-	}
-	if r, ok := d.(desk.RateLimited); !ok || r.RatePerMinute() != 30 {
-		t.Error("spool desk does not report its rate")
-	}
-	if d, err := desk.New(config.Desk{Name: "w", Type: config.DeskWebhook, URL: "ftp://x"}, nil); err == nil || d != nil {
-		t.Errorf("bad webhook: %v, %v; want a nil Desk and an error", d, err)
-	}
-	_, err = desk.New(config.Desk{Name: "x", Type: "carrier-pigeon"}, nil)
-	if err == nil || !strings.Contains(err.Error(), `"x"`) || !strings.Contains(err.Error(), "webhook") {
-		t.Errorf("unknown type: %v; want an error naming the desk and the known types", err)
-	}
-	_, err = desk.NewAll([]config.Desk{
-		{Name: "a", Type: config.DeskWebhook, URL: "https://desk.example/hook", SecretFile: filepath.Join(t.TempDir(), "absent")},
-		{Name: "b", Type: "nope"},
-	}, nil)
-	if err == nil || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), `"b"`) {
-		t.Errorf("NewAll: %v; want both desks' errors", err)
-	}
-}
-
 func TestTestSendsAMarkedEvent(t *testing.T) {
 	t.Parallel()
 	var got []byte
-	srv := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, r *http.Request) {
+	srv := newDeskServer(t, func(w http.ResponseWriter) {
 		_, _ = io.WriteString(w, `{"ticket_id":"TEST-1"}`)
 	})
-	d := webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)
+	d := webhookDesk(t, "vendor", srv.srv.URL)
 	ticket, err := desk.Test(context.Background(), d)
 	if err != nil || ticket != "TEST-1" {
 		t.Fatalf("Test = %q, %v", ticket, err)
@@ -216,16 +188,16 @@ func TestTestSendsAMarkedEvent(t *testing.T) {
 		t.Errorf("Idempotency-Key %q", k)
 	}
 
-	refused := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) {
+	refused := newDeskServer(t, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusUnauthorized)
 	})
-	_, err = desk.Test(context.Background(), webhookDesk(t, "vendor", refused.srv.URL, 0, fastHTTP))
+	_, err = desk.Test(context.Background(), webhookDesk(t, "vendor", refused.srv.URL))
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), `"vendor"`) {
 		t.Errorf("refused test: %v", err)
 	}
 
 	dir := t.TempDir()
-	sp, err := desk.New(config.Desk{Name: "spool", Type: config.DeskSpool, Dir: dir}, nil)
+	sp, err := spool.New(config.Desk{Name: "spool", Type: config.DeskSpool, Dir: dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,34 +1,39 @@
-// Package desk delivers case events to desks: the Desk interface every desk
-// kind implements (one sub-package per kind: webhook, spool), the registry
-// New that builds a desk from its configuration, the assembly of the final
-// event body, and the outbox Worker that takes due rows from the store,
-// sends them in order with retries, records every attempt and exports the
-// delivery metrics.
+// Package desk is the seam between the case engine and the desks that
+// receive case events: the Desk interface every desk kind implements (one
+// sub-package per kind, rma/desk/webhook and rma/desk/spool, each importing
+// this package, never the reverse), the Message a desk sends and how its
+// body is built, the typed delivery Error whose Reason is a metric label,
+// and RetryableStatus, the one rule of which HTTP answers retry. The outbox
+// worker that calls the desks is rma/desk/outbox; the registry that builds
+// desks from the configuration is in agent.
 package desk
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"strings"
+	"time"
 
-	"github.com/hsm-agent/hsm-agent/agent/config"
-	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deliver"
-	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
-	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
+	"github.com/hsm-agent/hsm-agent/rma"
 )
 
 // Message is one case event on its way to one desk: the outbox row and the
 // final JSON body (BuildBody).
-type Message = deliver.Message
+type Message struct {
+	// Delivery is the outbox row being delivered (its IdempotencyKey is sent
+	// on every attempt).
+	Delivery rma.Delivery
+	// Body is the final JSON desk event: the row's payload plus sent_at and
+	// the bundle (design.md, "Webhook desk event").
+	Body []byte
+}
 
 // Desk is a destination for case events.
 type Desk interface {
 	// Name is the desk's configured name (the outbox rows' desk).
 	Name() string
-	// Send delivers m once (an HTTP desk may retry a few times inside).
+	// Send delivers m with one attempt (one request for an HTTP desk):
+	// the outbox worker is the one retry layer.
 	// On success it returns the desk's ticket ID if it gave one. On
 	// failure retryable says whether a later attempt may succeed (429,
 	// 5xx, connection errors) or the event must be parked (other 4xx);
@@ -43,116 +48,83 @@ type RateLimited interface {
 	RatePerMinute() int
 }
 
-// Error is a failed delivery attempt: Reason (the metric label), the HTTP
-// Status if any, the capped RetryAfter the desk asked for, and the cause.
-type Error = deliver.Error
+// Reason classifies a failed delivery attempt; it is the "result" label of
+// hsm_desk_deliveries_total (next to ResultSuccess).
+type Reason string
 
-// Reason classifies a failed delivery attempt.
-type Reason = deliver.Reason
-
-// Reasons of failed attempts: the "result" label values of
-// hsm_desk_deliveries_total besides ResultSuccess.
+// Reasons of failed attempts.
 const (
-	ReasonTimeout     = deliver.ReasonTimeout
-	ReasonConnection  = deliver.ReasonConnection
-	ReasonStatus4xx   = deliver.ReasonStatus4xx
-	ReasonStatus5xx   = deliver.ReasonStatus5xx
-	ReasonStatus429   = deliver.ReasonStatus429
-	ReasonBadResponse = deliver.ReasonBadResponse
-	ReasonWrite       = deliver.ReasonWrite
-	ReasonBundle      = deliver.ReasonBundle
-	ReasonInvalid     = deliver.ReasonInvalid
+	ReasonTimeout     Reason = "timeout"      // the attempt timed out, or the desk answered 408: retried
+	ReasonConnection  Reason = "connection"   // DNS, refused, reset, TLS: no HTTP answer
+	ReasonStatus4xx   Reason = "status_4xx"   // a 4xx other than 408 and 429: never retried, parked
+	ReasonStatus5xx   Reason = "status_5xx"   // retried
+	ReasonStatus429   Reason = "status_429"   // retried, Retry-After honoured (capped)
+	ReasonBadResponse Reason = "bad_response" // an answer that is neither 2xx, 4xx nor 5xx (e.g. a redirect): parked
+	ReasonWrite       Reason = "write_error"  // a spool desk could not write its files: retried
+	ReasonBundle      Reason = "bundle_error" // the bundle could not be read to build the body: retried
+	ReasonInvalid     Reason = "invalid"      // the message itself cannot be sent (bad JSON, bad name): parked
 )
 
 // ResultSuccess is the "result" label of a delivered event.
 const ResultSuccess = "success"
 
-// ReasonOf returns the Reason of a Send error.
-func ReasonOf(err error) Reason { return deliver.ReasonOf(err) }
+// Error is a failed delivery attempt with what the outbox worker needs to
+// decide and record: the reason (metric label), the HTTP status if any and
+// the wait the desk asked for.
+type Error struct {
+	Reason Reason
+	// Status is the HTTP status of the last answer (0 when there was none).
+	Status int
+	// RetryAfter is the wait the desk asked for with Retry-After (the
+	// outbox worker caps it); 0 when it asked for none.
+	RetryAfter time.Duration
+	// Err is the cause. It never holds a secret.
+	Err error
+}
 
-// RetryableStatus is the one function that decides which HTTP statuses
-// retry: 429 and 5xx do, other 4xx do not (parked), 1xx/3xx are bad
-// responses (parked); ok is true for 2xx.
+// Error returns the cause prefixed with the reason.
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return string(e.Reason)
+	}
+	return string(e.Reason) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf returns the Reason of a delivery error: the one of an *Error in
+// its chain, ReasonTimeout for deadline errors, ReasonConnection otherwise.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ReasonTimeout
+	}
+	return ReasonConnection
+}
+
+// RetryableStatus is the one place that decides which HTTP answers are
+// retried: 429, 408 (the desk timed out waiting for the request: reason
+// timeout) and every 5xx are (retryable true); every other 4xx is not (the
+// delivery is parked); 1xx and 3xx are bad responses (parked: the URL
+// needs fixing; a redirect is reported with its Location, never followed).
+// ok is true for 2xx.
 func RetryableStatus(status int) (ok, retryable bool, reason Reason) {
-	return deliver.RetryableStatus(status)
-}
-
-// HTTPOptions tunes the retrying HTTP client of HTTP desks.
-type HTTPOptions = deliver.HTTPOptions
-
-// Option adjusts how New builds desks.
-type Option func(*options)
-
-type options struct {
-	version string
-	http    deliver.HTTPOptions
-}
-
-// WithVersion sets the agent version sent in the User-Agent of HTTP desks
-// ("hsm-agent/<version>"); the agent passes agent.Version.
-func WithVersion(v string) Option { return func(o *options) { o.version = v } }
-
-// WithHTTPOptions tunes the HTTP client of HTTP desks (retries inside one
-// attempt, their waits, the Retry-After cap); the desk's timeout setting
-// still wins over o.Timeout, and a nil o.Transport keeps WithTransport's.
-func WithHTTPOptions(o HTTPOptions) Option {
-	return func(x *options) {
-		if o.Transport == nil {
-			o.Transport = x.http.Transport
-		}
-		x.http = o
-	}
-}
-
-// WithTransport replaces the HTTP transport of HTTP desks (default: proxy
-// from the environment, the system's root CAs); for tests.
-func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) { o.http.Transport = rt }
-}
-
-// New builds the desk cfg describes, by cfg.Type. It reads the desk's
-// secret at once (an unreadable secret is an error now, not at the first
-// case).
-func New(cfg config.Desk, logger *slog.Logger, opts ...Option) (Desk, error) {
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	// Each case returns nil, not a nil pointer in a non-nil interface.
-	switch cfg.Type {
-	case config.DeskWebhook:
-		d, err := webhook.New(cfg, logger, webhook.Options{Version: o.version, HTTP: o.http})
-		if err != nil {
-			return nil, err
-		}
-		return d, nil
-	case config.DeskSpool:
-		d, err := spool.New(cfg, logger)
-		if err != nil {
-			return nil, err
-		}
-		return d, nil
+	switch {
+	case status >= 200 && status <= 299:
+		return true, false, ""
+	case status == http.StatusTooManyRequests:
+		return false, true, ReasonStatus429
+	case status == http.StatusRequestTimeout:
+		return false, true, ReasonTimeout
+	case status >= 500 && status <= 599:
+		return false, true, ReasonStatus5xx
+	case status >= 400 && status <= 499:
+		return false, false, ReasonStatus4xx
 	default:
-		return nil, fmt.Errorf("desk %q: type %q is not known; use one of %s", cfg.Name, cfg.Type, strings.Join(config.DeskTypes(), ", "))
+		return false, false, ReasonBadResponse
 	}
-}
-
-// NewAll builds every configured desk; the error joins every desk's error.
-func NewAll(cfgs []config.Desk, logger *slog.Logger, opts ...Option) ([]Desk, error) {
-	var (
-		desks []Desk
-		errs  []error
-	)
-	for _, c := range cfgs {
-		d, err := New(c, logger, opts...)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		desks = append(desks, d)
-	}
-	return desks, errors.Join(errs...)
 }

@@ -26,7 +26,7 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma"
-	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deliver"
+	"github.com/hsm-agent/hsm-agent/rma/desk"
 )
 
 // tmpMarker is in the name of every temporary file; files with it that a
@@ -86,13 +86,13 @@ func (d *Desk) RatePerMinute() int { return d.rate }
 // event, each atomically. The ticket ID is the event file's name. Write
 // failures are retryable (a full disk gets emptied); a body that is not a
 // desk event, or whose bundle does not match its sha256, is not.
-func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, retryable bool, err error) {
+func (d *Desk) Send(ctx context.Context, m desk.Message) (ticketID string, retryable bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return "", true, &deliver.Error{Reason: deliver.ReasonWrite, Err: err}
+		return "", true, &desk.Error{Reason: desk.ReasonWrite, Err: err}
 	}
 	var ev rma.DeskEvent
 	if err := json.Unmarshal(m.Body, &ev); err != nil {
-		return "", false, &deliver.Error{Reason: deliver.ReasonInvalid, Err: fmt.Errorf("event %s is not a desk event: %w", m.Delivery.IdempotencyKey, err)}
+		return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("event %s is not a desk event: %w", m.Delivery.IdempotencyKey, err)}
 	}
 	caseID := m.Delivery.CaseID
 	if caseID == "" {
@@ -106,24 +106,24 @@ func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, re
 	if ev.Bundle != nil && ev.Bundle.ContentBase64 != "" {
 		content, err := base64.StdEncoding.DecodeString(ev.Bundle.ContentBase64)
 		if err != nil {
-			return "", false, &deliver.Error{Reason: deliver.ReasonInvalid, Err: fmt.Errorf("event %s: bundle content is not base64: %w", base, err)}
+			return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("event %s: bundle content is not base64: %w", base, err)}
 		}
 		sum := sha256.Sum256(content)
 		if ev.Bundle.SHA256 != "" && !strings.EqualFold(ev.Bundle.SHA256, hex.EncodeToString(sum[:])) {
-			return "", false, &deliver.Error{Reason: deliver.ReasonInvalid, Err: fmt.Errorf("event %s: bundle content does not match its sha256", base)}
+			return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("event %s: bundle content does not match its sha256", base)}
 		}
 		if err := writeAtomic(d.dir, BundleFile(caseID, seq, ev.Bundle.Name), content); err != nil {
-			return "", true, &deliver.Error{Reason: deliver.ReasonWrite, Err: err}
+			return "", true, &desk.Error{Reason: desk.ReasonWrite, Err: err}
 		}
 		ev.Bundle.ContentBase64 = ""
 	}
 	out, err := json.MarshalIndent(ev, "", "  ")
 	if err != nil {
-		return "", false, &deliver.Error{Reason: deliver.ReasonInvalid, Err: fmt.Errorf("event %s: %w", base, err)}
+		return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("event %s: %w", base, err)}
 	}
 	name := base + ".json"
 	if err := writeAtomic(d.dir, name, append(out, '\n')); err != nil {
-		return "", true, &deliver.Error{Reason: deliver.ReasonWrite, Err: err}
+		return "", true, &desk.Error{Reason: desk.ReasonWrite, Err: err}
 	}
 	return name, false, nil
 }

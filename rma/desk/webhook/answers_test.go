@@ -30,7 +30,7 @@ func TestUnusable2xxAnswerKeepsTheDelivery(t *testing.T) {
 			rec := newRecorder(t, answer(http.StatusCreated, body))
 			var logs bytes.Buffer
 			d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL},
-				slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+				slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func TestUnusable2xxAnswerKeepsTheDelivery(t *testing.T) {
 	rec := newRecorder(t, answer(http.StatusOK, "accepted"))
 	var logs bytes.Buffer
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL},
-		slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,8 @@ func TestUnusable2xxAnswerKeepsTheDelivery(t *testing.T) {
 
 // TestRedirectIsReportedWithItsLocation: a 301/307/308 is not followed
 // (the moved-to server gets nothing), is not retried, and the error says
-// where it points (redacted: no query token).
+// where it points, redacted like every desk URL (config.RedactURL: scheme
+// and host; tokens hide in paths and queries).
 func TestRedirectIsReportedWithItsLocation(t *testing.T) {
 	t.Parallel()
 	target := newRecorder(t, answer(http.StatusOK, `{"ticket_id":"WRONG"}`))
@@ -77,13 +78,12 @@ func TestRedirectIsReportedWithItsLocation(t *testing.T) {
 		if err == nil || retryable || desk.ReasonOf(err) != desk.ReasonBadResponse {
 			t.Fatalf("HTTP %d: retryable %v, err %v; want a parked bad_response", status, retryable, err)
 		}
-		// Desk URLs print as scheme+host only (a path may hold a token).
-		if !strings.Contains(err.Error(), "redirecting to "+target.srv.URL+" ") ||
+		if !strings.Contains(err.Error(), "redirecting to "+target.srv.URL+" (not followed") ||
 			!strings.Contains(err.Error(), "desks[].url") {
 			t.Errorf("HTTP %d: error %q should say where the redirect points and what to fix", status, err)
 		}
 		if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "/new/hook") {
-			t.Errorf("HTTP %d: error %q leaks the Location's path or query", status, err)
+			t.Errorf("HTTP %d: error %q leaks the Location's path or query (desk URLs leave as scheme and host)", status, err)
 		}
 		if n := len(rec.all()); n != 1 {
 			t.Errorf("HTTP %d: desk got %d requests, want 1 (no retry)", status, n)
@@ -94,8 +94,8 @@ func TestRedirectIsReportedWithItsLocation(t *testing.T) {
 	}
 }
 
-// TestRequestTimeout408Retries: 408 is retried (inside Send and by the
-// worker), with reason timeout.
+// TestRequestTimeout408Retries: 408 is retryable (by the worker), with
+// reason timeout.
 func TestRequestTimeout408Retries(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(t, func(n int, w http.ResponseWriter) {
@@ -105,7 +105,7 @@ func TestRequestTimeout408Retries(t *testing.T) {
 		}
 		answer(http.StatusOK, `{"ticket_id":"T-408"}`)(n, w)
 	})
-	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: -1}})
+	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{})
 	_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
 	if err == nil || !retryable || desk.ReasonOf(err) != desk.ReasonTimeout {
 		t.Fatalf("408: retryable %v, err %v; want a retryable timeout", retryable, err)

@@ -26,7 +26,8 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma"
-	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deliver"
+	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deskhttp"
 )
 
 // Header names the webhook desk sends.
@@ -45,13 +46,20 @@ const SecretPrefix = "whsec_"
 // maxTicketID bounds the ticket ID kept from an answer.
 const maxTicketID = 200
 
-// Options are what a webhook desk takes beyond its configuration.
+// Options are what a webhook desk takes beyond its configuration, as plain
+// data; zero values take the defaults.
 type Options struct {
-	// Version goes into the User-Agent: hsm-agent/<Version>.
+	// Version goes into the User-Agent: hsm-agent/<Version> ("dev" when
+	// empty).
 	Version string
-	// HTTP tunes the retrying client; its Timeout is overridden by the
-	// desk's timeout setting when that is set.
-	HTTP deliver.HTTPOptions
+	// Timeout bounds one request, answer included, when the desk's
+	// timeout setting is not set (default 10 s).
+	Timeout time.Duration
+	// Transport replaces the default one (proxy from the environment, the
+	// system's root CAs, TLS 1.2 or later); for tests.
+	Transport http.RoundTripper
+	// Now is the clock of the signature timestamps (time.Now when nil).
+	Now func() time.Time
 }
 
 // Desk is one configured webhook desk. It prints as its name, never its key.
@@ -61,7 +69,7 @@ type Desk struct {
 	rate      int
 	userAgent string
 	key       []byte // nil without secret_file
-	client    *deliver.HTTPClient
+	client    *deskhttp.HTTPClient
 	now       func() time.Time
 	log       *slog.Logger
 }
@@ -78,7 +86,7 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("desk %q: url is not an http or https URL; set desks[].url to e.g. https://support.example/hooks/hsm", cfg.Name)
 	}
-	hopts := opts.HTTP
+	hopts := deskhttp.HTTPOptions{Timeout: opts.Timeout, Transport: opts.Transport, Now: opts.Now}
 	if cfg.Timeout > 0 {
 		hopts.Timeout = cfg.Timeout
 	}
@@ -86,7 +94,7 @@ func New(cfg config.Desk, logger *slog.Logger, opts Options) (*Desk, error) {
 	if version == "" {
 		version = "dev"
 	}
-	client := deliver.NewHTTPClient(hopts)
+	client := deskhttp.NewHTTPClient(hopts)
 	d := &Desk{
 		name:      cfg.Name,
 		url:       u,
@@ -153,11 +161,11 @@ func (d Desk) GoString() string { return d.String() }
 // Format prints String for every verb, so no verb walks into the key.
 func (d Desk) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, d.String()) }
 
-// Send POSTs m.Body. It retries 429, 5xx and connection errors a few times
-// itself (honouring a short Retry-After) and then reports whether a later
-// attempt may succeed; other 4xx are final. A 2xx answer may carry
-// {"ticket_id": "..."}, which is returned.
-func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, retryable bool, err error) {
+// Send POSTs m.Body once and reports whether a later attempt may succeed
+// (408, 429, 5xx and connection errors; the outbox worker schedules it,
+// honouring the Retry-After in the *desk.Error); other 4xx are final. A 2xx
+// answer may carry {"ticket_id": "..."}, which is returned.
+func (d *Desk) Send(ctx context.Context, m desk.Message) (ticketID string, retryable bool, err error) {
 	id := m.Delivery.IdempotencyKey
 	if id == "" {
 		id = rma.IdempotencyKey(m.Delivery.CaseID, m.Delivery.Seq)
@@ -172,8 +180,8 @@ func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, re
 		h.Set(HeaderWebhookID, id)
 		body := m.Body
 		prepare = func(r *http.Request) error {
-			// Every try gets its own timestamp and signature (the
-			// spec's timestamp is the attempt's), never a new id.
+			// Every attempt gets its own timestamp and signature
+			// (the spec's timestamp is the attempt's), never a new id.
 			ts := strconv.FormatInt(d.now().Unix(), 10)
 			r.Header = r.Header.Clone()
 			r.Header.Set(HeaderWebhookTime, ts)
@@ -181,7 +189,7 @@ func (d *Desk) Send(ctx context.Context, m deliver.Message) (ticketID string, re
 			return nil
 		}
 	}
-	resp, retryable, err := d.client.Do(ctx, deliver.Request{
+	resp, retryable, err := d.client.Do(ctx, deskhttp.Request{
 		Method: http.MethodPost, URL: d.url, Header: h, Body: m.Body, Prepare: prepare,
 	})
 	if err != nil {

@@ -79,9 +79,8 @@ func answer(status int, body string) func(int, http.ResponseWriter) {
 	}
 }
 
-// fastHTTP keeps retries inside one Send quick, but still honours a
-// Retry-After of up to 3 s inside Send.
-var fastHTTP = desk.HTTPOptions{RetryWaitMin: 5 * time.Millisecond, RetryWaitMax: 3 * time.Second, MaxRetryAfter: time.Minute}
+// fastHTTP is a desk timeout that a loaded machine meets.
+var fastHTTP = webhook.Options{Timeout: 5 * time.Second}
 
 func newDesk(t *testing.T, cfg config.Desk, opts webhook.Options) *webhook.Desk {
 	t.Helper()
@@ -89,8 +88,8 @@ func newDesk(t *testing.T, cfg config.Desk, opts webhook.Options) *webhook.Desk 
 		cfg.Name = "vendor"
 	}
 	cfg.Type = config.DeskWebhook
-	if opts.HTTP.RetryWaitMin == 0 && opts.HTTP.RetryMax == 0 && opts.HTTP.Transport == nil {
-		opts.HTTP = fastHTTP
+	if opts.Timeout == 0 {
+		opts.Timeout = fastHTTP.Timeout
 	}
 	d, err := webhook.New(cfg, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
@@ -264,7 +263,7 @@ func TestRawSecretSignsWithItsBytes(t *testing.T) {
 }
 
 // TestSignatureTimestampFromClock: webhook-timestamp is the try's time by
-// HTTPOptions.Now (the desk's clock), and the signature covers it.
+// Options.Now (the desk's clock), and the signature covers it.
 func TestSignatureTimestampFromClock(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "s")
@@ -276,7 +275,7 @@ func TestSignatureTimestampFromClock(t *testing.T) {
 	rec := newRecorder(t, answer(200, ``))
 	h := fastHTTP
 	h.Now = func() time.Time { return at }
-	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, webhook.Options{HTTP: h})
+	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, h)
 	if _, _, err := d.Send(context.Background(), message(t, "c1", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +303,7 @@ func TestSecretFromCredentialsDirectory(t *testing.T) {
 	var logs bytes.Buffer
 	rec := newRecorder(t, answer(200, ``))
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL, SecretFile: fileSecret},
-		slog.New(slog.NewTextHandler(&logs, nil)), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, nil)), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +328,7 @@ func TestSecretNeverPrintedOrInErrors(t *testing.T) {
 	var logs bytes.Buffer
 	rec := newRecorder(t, answer(400, `{"error":"bad field"}`))
 	d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: rec.srv.URL, SecretFile: file},
-		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), webhook.Options{HTTP: fastHTTP})
+		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), fastHTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,10 +356,11 @@ func TestSecretNeverPrintedOrInErrors(t *testing.T) {
 	}
 }
 
-// TestRetriesFiveHundredsThenTicket: the desk answers 500 three times then
-// 200: one Send, one ticket, the same Idempotency-Key and webhook-id on all
-// four tries, each validly signed.
-func TestRetriesFiveHundredsThenTicket(t *testing.T) {
+// TestSendMakesOneRequest: the desk answers 500 three times then 200. Each
+// Send is exactly one request (the outbox worker owns the retries): three
+// retryable status_5xx failures, then the ticket; the same Idempotency-Key
+// and webhook-id on all four, each validly signed.
+func TestSendMakesOneRequest(t *testing.T) {
 	t.Parallel()
 	secret, file := newSecret(t)
 	rec := newRecorder(t, func(n int, w http.ResponseWriter) {
@@ -371,9 +371,18 @@ func TestRetriesFiveHundredsThenTicket(t *testing.T) {
 		_, _ = io.WriteString(w, `{"ticket_id":"T-42"}`)
 	})
 	d := newDesk(t, config.Desk{URL: rec.srv.URL, SecretFile: file}, webhook.Options{})
+	for i := range 3 {
+		_, retryable, err := d.Send(context.Background(), message(t, "c7", 3))
+		if !retryable || desk.ReasonOf(err) != desk.ReasonStatus5xx {
+			t.Fatalf("Send %d: retryable %v, err %v; want a retryable status_5xx", i+1, retryable, err)
+		}
+		if n := len(rec.all()); n != i+1 {
+			t.Fatalf("after Send %d the desk got %d requests; want exactly one per Send", i+1, n)
+		}
+	}
 	ticket, _, err := d.Send(context.Background(), message(t, "c7", 3))
 	if err != nil || ticket != "T-42" {
-		t.Fatalf("Send = %q, %v; want T-42, nil", ticket, err)
+		t.Fatalf("Send 4 = %q, %v; want T-42, nil", ticket, err)
 	}
 	hits := rec.all()
 	if len(hits) != 4 {
@@ -392,48 +401,33 @@ func TestRetriesFiveHundredsThenTicket(t *testing.T) {
 	}
 }
 
-// TestRetryAfterHonoured: 429 with Retry-After: 2: the next try comes at
-// least 2 s later.
-func TestRetryAfterHonoured(t *testing.T) {
+// TestRetryAfterGoesBackToTheWorker: 429 or 503 with a Retry-After (short
+// or a day long) ends Send after one request; the wait goes back in the
+// error as the desk asked for it (the outbox worker caps it).
+func TestRetryAfterGoesBackToTheWorker(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder(t, func(n int, w http.ResponseWriter) {
-		if n == 0 {
-			w.Header().Set("Retry-After", "2")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
+	for _, tc := range []struct {
+		status int
+		header string
+		reason desk.Reason
+		want   time.Duration
+	}{
+		{http.StatusTooManyRequests, "2", desk.ReasonStatus429, 2 * time.Second},
+		{http.StatusServiceUnavailable, "86400", desk.ReasonStatus5xx, 24 * time.Hour},
+	} {
+		rec := newRecorder(t, func(_ int, w http.ResponseWriter) {
+			w.Header().Set("Retry-After", tc.header)
+			w.WriteHeader(tc.status)
+		})
+		d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{})
+		_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
+		var de *desk.Error
+		if !retryable || !errors.As(err, &de) || de.Reason != tc.reason || de.Status != tc.status || de.RetryAfter != tc.want {
+			t.Errorf("%d Retry-After %s: retryable %v, err %#v; want retryable %s with RetryAfter %v", tc.status, tc.header, retryable, err, tc.reason, tc.want)
 		}
-		_, _ = io.WriteString(w, `{"ticket_id":"T-1"}`)
-	})
-	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{})
-	ticket, _, err := d.Send(context.Background(), message(t, "c1", 1))
-	if err != nil || ticket != "T-1" {
-		t.Fatalf("Send = %q, %v", ticket, err)
-	}
-	hits := rec.all()
-	if len(hits) != 2 {
-		t.Fatalf("desk got %d requests, want 2", len(hits))
-	}
-	if gap := hits[1].at.Sub(hits[0].at); gap < 2*time.Second {
-		t.Errorf("retry came %v after the 429, want >= 2s", gap)
-	}
-}
-
-// TestLongRetryAfterIsTheWorkers: a Retry-After longer than the waits
-// inside Send ends Send at once; the capped wait goes back in the error.
-func TestLongRetryAfterIsTheWorkers(t *testing.T) {
-	t.Parallel()
-	rec := newRecorder(t, func(_ int, w http.ResponseWriter) {
-		w.Header().Set("Retry-After", "86400")
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{})
-	_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
-	var de *desk.Error
-	if !retryable || !errors.As(err, &de) || de.Reason != desk.ReasonStatus5xx || de.Status != 503 || de.RetryAfter != time.Minute {
-		t.Fatalf("Send: retryable %v, err %#v; want retryable status_5xx 503 with RetryAfter capped at 1m", retryable, err)
-	}
-	if n := len(rec.all()); n != 1 {
-		t.Errorf("desk got %d requests, want 1", n)
+		if n := len(rec.all()); n != 1 {
+			t.Errorf("%d Retry-After %s: desk got %d requests, want 1", tc.status, tc.header, n)
+		}
 	}
 }
 
@@ -464,19 +458,6 @@ func TestClientErrorIsFinal(t *testing.T) {
 	}
 }
 
-func TestServerErrorsExhaustTriesAndStayRetryable(t *testing.T) {
-	t.Parallel()
-	rec := newRecorder(t, answer(502, `bad gateway`))
-	d := newDesk(t, config.Desk{URL: rec.srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond}})
-	_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
-	if !retryable || desk.ReasonOf(err) != desk.ReasonStatus5xx {
-		t.Fatalf("retryable %v, err %v; want retryable status_5xx", retryable, err)
-	}
-	if n := len(rec.all()); n != 3 {
-		t.Errorf("desk got %d requests, want 3 (1 + RetryMax 2)", n)
-	}
-}
-
 func TestConnectionErrorAndTimeout(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -485,7 +466,7 @@ func TestConnectionErrorAndTimeout(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	d := newDesk(t, config.Desk{URL: "http://" + addr + "/hook?token=s3cr3t"}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: 1, RetryWaitMin: time.Millisecond}})
+	d := newDesk(t, config.Desk{URL: "http://" + addr + "/hook?token=s3cr3t"}, webhook.Options{})
 	_, retryable, err := d.Send(context.Background(), message(t, "c1", 1))
 	if !retryable || desk.ReasonOf(err) != desk.ReasonConnection {
 		t.Errorf("desk down: retryable %v, err %v; want retryable connection", retryable, err)
@@ -503,7 +484,7 @@ func TestConnectionErrorAndTimeout(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(release)
-	d = newDesk(t, config.Desk{URL: slow.URL, Timeout: 100 * time.Millisecond}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: -1}})
+	d = newDesk(t, config.Desk{URL: slow.URL, Timeout: 100 * time.Millisecond}, webhook.Options{})
 	_, retryable, err = d.Send(context.Background(), message(t, "c1", 1))
 	if !retryable || desk.ReasonOf(err) != desk.ReasonTimeout {
 		t.Errorf("slow desk: retryable %v, err %v; want retryable timeout", retryable, err)
@@ -536,11 +517,11 @@ func TestHTTPSWithTrustedRoots(t *testing.T) {
 	}))
 	defer srv.Close()
 	// Not trusted by the system roots: a connection error, retried later.
-	d := newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: -1}})
+	d := newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{})
 	if _, retryable, err := d.Send(context.Background(), message(t, "c1", 1)); err == nil || !retryable {
 		t.Errorf("untrusted certificate: err %v retryable %v; want a retryable error", err, retryable)
 	}
-	d = newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{HTTP: desk.HTTPOptions{Transport: srv.Client().Transport}})
+	d = newDesk(t, config.Desk{URL: srv.URL}, webhook.Options{Transport: srv.Client().Transport})
 	if ticket, _, err := d.Send(context.Background(), message(t, "c1", 1)); err != nil || ticket != "TLS-1" {
 		t.Errorf("trusted: %q, %v", ticket, err)
 	}
@@ -550,7 +531,7 @@ func TestHTTPSWithTrustedRoots(t *testing.T) {
 // the proxy variables once per process.
 func TestProxyFromEnvironment(t *testing.T) {
 	if os.Getenv("HSM_AGENT_PROXY_CHILD") == "1" {
-		d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: "http://desk.invalid/hooks/hsm"}, nil, webhook.Options{HTTP: desk.HTTPOptions{RetryMax: -1}})
+		d, err := webhook.New(config.Desk{Name: "vendor", Type: config.DeskWebhook, URL: "http://desk.invalid/hooks/hsm"}, nil, webhook.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

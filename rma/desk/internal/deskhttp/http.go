@@ -1,4 +1,4 @@
-package deliver
+package deskhttp
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,37 +13,25 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/go-cleanhttp"
-	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hsm-agent/hsm-agent/rma/desk"
 )
 
 // Defaults of HTTPOptions.
 const (
-	DefaultTimeout       = 10 * time.Second
-	DefaultRetryMax      = 3
-	DefaultRetryWaitMin  = 1 * time.Second
-	DefaultRetryWaitMax  = 30 * time.Second
-	DefaultMaxRetryAfter = 5 * time.Minute
+	DefaultTimeout = 10 * time.Second
 	// maxAnswer bounds how much of an answer is read.
 	maxAnswer = 1 << 20
 	// maxSnippet bounds how much of an error answer goes into an error.
 	maxSnippet = 200
 )
 
-// HTTPOptions configures the retrying HTTP client of an HTTP desk. Zero
-// values take the defaults.
+// HTTPOptions configures the HTTP client of an HTTP desk. Zero values take
+// the defaults. There are no retries here: one Send is one request, and the
+// outbox worker (rma/desk/outbox) owns backoff, Retry-After and its cap.
 type HTTPOptions struct {
-	// Timeout bounds one HTTP try, answer included (the desk's timeout).
+	// Timeout bounds the request, answer included (the desk's timeout).
 	Timeout time.Duration
-	// RetryMax is how many times one Send retries inside itself before it
-	// hands the failure back to the outbox worker (which schedules the next
-	// attempt); negative means no retry inside Send.
-	RetryMax int
-	// RetryWaitMin and RetryWaitMax bound the capped exponential backoff
-	// between tries inside one Send. A Retry-After longer than RetryWaitMax
-	// ends Send at once: the worker waits instead (capped at MaxRetryAfter).
-	RetryWaitMin, RetryWaitMax time.Duration
-	// MaxRetryAfter caps any Retry-After a desk sends.
-	MaxRetryAfter time.Duration
 	// Transport replaces the default one (proxy from the environment, the
 	// system's root CAs, TLS 1.2 or later); for tests.
 	Transport http.RoundTripper
@@ -56,31 +43,15 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	switch {
-	case o.RetryMax == 0:
-		o.RetryMax = DefaultRetryMax
-	case o.RetryMax < 0:
-		o.RetryMax = 0
-	}
-	if o.RetryWaitMin <= 0 {
-		o.RetryWaitMin = DefaultRetryWaitMin
-	}
-	if o.RetryWaitMax <= 0 {
-		o.RetryWaitMax = DefaultRetryWaitMax
-	}
-	o.RetryWaitMax = max(o.RetryWaitMax, o.RetryWaitMin)
-	if o.MaxRetryAfter <= 0 {
-		o.MaxRetryAfter = DefaultMaxRetryAfter
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return o
 }
 
-// HTTPClient sends requests with go-retryablehttp: a few quick retries of
-// 429, 5xx and connection errors inside one call, Retry-After honoured and
-// capped, redirects not followed, and every final answer checked.
+// HTTPClient sends one request per call: redirects are not followed, every
+// answer's status goes through desk.RetryableStatus, and the Retry-After of a
+// retryable answer is handed back (uncapped) for the worker.
 type HTTPClient struct {
 	opts HTTPOptions
 	http *http.Client
@@ -113,8 +84,8 @@ type Request struct {
 	URL    *url.URL
 	Header http.Header
 	Body   []byte
-	// Prepare, when set, is called before every try (the first and each
-	// retry), e.g. to stamp and sign it.
+	// Prepare, when set, is called on the request just before it is sent,
+	// e.g. to stamp and sign it.
 	Prepare func(r *http.Request) error
 }
 
@@ -128,44 +99,28 @@ type Response struct {
 	BodyErr error
 }
 
-// Do sends req, retrying inside the call as the options allow, and returns
-// the 2xx answer, or an *Error and whether a later attempt may succeed.
+// Do sends req once and returns the 2xx answer, or an *Error and whether a
+// later attempt may succeed.
 func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retryable bool, err error) {
-	rreq, err := retryablehttp.NewRequestWithContext(ctx, req.Method, req.URL.String(), req.Body)
+	hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URL.String(), bytes.NewReader(req.Body))
 	if err != nil {
-		return nil, false, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("build request to %s: %w", RedactURL(req.URL), err)}
+		return nil, false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("build request to %s: %w", RedactURL(req.URL), err)}
 	}
 	for k, v := range req.Header {
-		rreq.Header[k] = v
+		hreq.Header[k] = v
 	}
 	if req.Prepare != nil {
-		if err := req.Prepare(rreq.Request); err != nil {
-			return nil, false, &Error{Reason: ReasonInvalid, Err: err}
+		if err := req.Prepare(hreq); err != nil {
+			return nil, false, &desk.Error{Reason: desk.ReasonInvalid, Err: err}
 		}
 	}
-	rc := &retryablehttp.Client{
-		HTTPClient:   c.http,
-		Logger:       nil, // the worker logs, once per failure streak
-		RetryWaitMin: c.opts.RetryWaitMin,
-		RetryWaitMax: c.opts.RetryWaitMax,
-		RetryMax:     c.opts.RetryMax,
-		CheckRetry:   c.checkRetry,
-		Backoff:      c.backoff,
-		// Keep the last answer: a final 4xx/5xx comes back with a nil
-		// error, so the status is always checked below.
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-		PrepareRetry: req.Prepare,
-	}
-	hr, err := rc.Do(rreq)
+	hr, err := c.http.Do(hreq)
 	if err != nil {
-		if hr != nil {
-			drain(hr.Body)
-		}
 		return nil, ctx.Err() == nil, TransportError(req.Method, req.URL, err)
 	}
 	defer drain(hr.Body)
 	body, rerr := io.ReadAll(io.LimitReader(hr.Body, maxAnswer+1))
-	ok, retryable, reason := RetryableStatus(hr.StatusCode)
+	ok, retryable, reason := desk.RetryableStatus(hr.StatusCode)
 	if ok {
 		// The desk said 2xx: it has the event. An answer that cannot be
 		// read only loses the ticket ID.
@@ -178,62 +133,14 @@ func (c *HTTPClient) Do(ctx context.Context, req Request) (resp *Response, retry
 		}
 		return r, false, nil
 	}
-	e := &Error{Reason: reason, Status: hr.StatusCode,
+	e := &desk.Error{Reason: reason, Status: hr.StatusCode,
 		Err: fmt.Errorf("%s %s: desk answered %s%s%s", req.Method, RedactURL(req.URL), hr.Status, redirectNote(req.URL, hr), snippet(body))}
 	if retryable {
-		if wait, ok := ParseRetryAfter(hr.Header, c.opts.Now(), c.opts.MaxRetryAfter); ok {
+		if wait, ok := ParseRetryAfter(hr.Header, c.opts.Now(), 0); ok {
 			e.RetryAfter = wait
 		}
 	}
 	return nil, retryable, e
-}
-
-// checkRetry retries what RetryableStatus calls retryable and connection
-// errors (but not certificate, scheme or redirect errors), unless the desk
-// asks for a wait longer than RetryWaitMax: that wait is the worker's.
-func (c *HTTPClient) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	if err != nil {
-		retry, _ := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
-		return retry, nil
-	}
-	_, retryable, _ := RetryableStatus(resp.StatusCode)
-	if !retryable {
-		return false, nil
-	}
-	if wait, ok := ParseRetryAfter(resp.Header, c.opts.Now(), c.opts.MaxRetryAfter); ok && wait > c.opts.RetryWaitMax {
-		return false, nil
-	}
-	return true, nil
-}
-
-// backoff waits what Retry-After asks (checkRetry made sure it is at most
-// RetryWaitMax), or min*2^n capped at max, with jitter in its upper half.
-func (c *HTTPClient) backoff(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
-	if resp != nil {
-		if wait, ok := ParseRetryAfter(resp.Header, c.opts.Now(), c.opts.MaxRetryAfter); ok {
-			return wait
-		}
-	}
-	return Backoff(lo, hi, n)
-}
-
-// Backoff is min*2^n capped at max, with jitter: a random wait in the upper
-// half of that, so that agents restarted together do not retry in step.
-func Backoff(lo, hi time.Duration, n int) time.Duration {
-	d := hi
-	if n < 62 {
-		if m := lo << n; m > 0 && m < hi {
-			d = m
-		}
-	}
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half+1)
 }
 
 // redirectNote says where a redirect points (its Location resolved

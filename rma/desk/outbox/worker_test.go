@@ -1,4 +1,4 @@
-package desk_test
+package outbox_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
+	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 )
 
 // TestWorkerRetriesUntilDelivered: the desk answers 500 three times then
@@ -29,7 +31,7 @@ func TestWorkerRetriesUntilDelivered(t *testing.T) {
 	})
 	st := newMemStore()
 	id := st.enqueue("vendor", "c1", 1, "")
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
 
@@ -64,8 +66,8 @@ func TestWorkerRetriesUntilDelivered(t *testing.T) {
 }
 
 // TestWorkerHonoursRetryAfter: 429 with Retry-After: 2 (longer than the
-// waits inside Send): the worker schedules the next attempt 2 s later, and
-// the desk sees it no sooner.
+// backoff): the worker schedules the next attempt 2 s later, and the desk
+// sees it no sooner.
 func TestWorkerHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	srv := newDeskServer(t, func(n int, key string, w http.ResponseWriter, _ *http.Request) {
@@ -78,8 +80,7 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 	})
 	st := newMemStore()
 	id := st.enqueue("vendor", "c1", 1, "")
-	h := desk.HTTPOptions{RetryMax: 3, RetryWaitMin: time.Millisecond, RetryWaitMax: 100 * time.Millisecond}
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, h)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
 
@@ -115,7 +116,7 @@ func TestWorkerParksClientErrors(t *testing.T) {
 	bad := st.enqueue("vendor", "bad", 1, "")
 	good := st.enqueue("vendor", "good", 1, "")
 	log, logs := newLog()
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "the good event", func() bool { return st.row(good).State == rma.DeliveryDelivered })
 	polls := st.calls()
@@ -163,7 +164,7 @@ func TestWorkerDeskDownThenBack(t *testing.T) {
 		ids = append(ids, st.enqueue("vendor", fmt.Sprintf("c%02d", i), 1+i%3, ""))
 	}
 	log, logs := newLog()
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", "http://"+addr+"/hook", 0, fastHTTP)}, fastWorker(log))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", "http://"+addr+"/hook", 0, fastHTTP)}, fastWorker(log))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "several failed attempts", func() bool { return st.row(ids[0]).Attempts >= 4 })
 	if n := st.countState("vendor", rma.DeliveryPending); n != 30 {
@@ -212,7 +213,7 @@ func TestOneDeskOutageDoesNotBlockAnother(t *testing.T) {
 		st.enqueue("down", fmt.Sprintf("c%d", i), 1, "")
 		st.enqueue("up", fmt.Sprintf("c%d", i), 1, "")
 	}
-	w := desk.NewWorker(st, []desk.Desk{
+	w := outbox.NewWorker(st, []desk.Desk{
 		webhookDesk(t, "down", "http://"+freeAddr(t), 0, fastHTTP),
 		webhookDesk(t, "up", up.srv.URL, 0, fastHTTP),
 	}, fastWorker(nil))
@@ -234,7 +235,7 @@ func TestWorkerStopsCleanly(t *testing.T) {
 	})
 	st := newMemStore()
 	id := st.enqueue("vendor", "c1", 1, "")
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", hang.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", hang.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	stop := runWorker(t, w)
 	<-started
 	stop()
@@ -243,7 +244,7 @@ func TestWorkerStopsCleanly(t *testing.T) {
 	}
 
 	good := newDeskServer(t, nil)
-	w = desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", good.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w = outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", good.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "delivery after restart", func() bool { return st.row(id).State == rma.DeliveryDelivered })
 	if n := good.keyCounts()["c1:1"]; n != 1 {
@@ -259,7 +260,7 @@ func TestKickWakesTheWorker(t *testing.T) {
 	st := newMemStore()
 	opts := fastWorker(nil)
 	opts.PollInterval = time.Hour
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
 	runWorker(t, w)
 	waitFor(t, 10*time.Second, "the first poll", func() bool { return st.calls() >= 1 })
 	id := st.enqueue("vendor", "c1", 1, "")
@@ -275,7 +276,7 @@ func TestRateLimit(t *testing.T) {
 	for i := range 6 {
 		st.enqueue("vendor", fmt.Sprintf("c%d", i), 1, "")
 	}
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 1200, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 1200, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return st.countState("vendor", rma.DeliveryDelivered) == 6 })
 	hits := srv.all()
@@ -294,7 +295,7 @@ func TestStoreFailureLoggedOnce(t *testing.T) {
 	st := newMemStore()
 	st.setDueErr(errors.New("database is locked"))
 	log, logs := newLog()
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
 	runWorker(t, w)
 	waitFor(t, 10*time.Second, "several polls", func() bool { return st.calls() >= 5 })
 	st.setDueErr(nil)
@@ -311,7 +312,7 @@ func TestStoreFailureLoggedOnce(t *testing.T) {
 func TestDuplicateDeskNamesAreAnError(t *testing.T) {
 	t.Parallel()
 	d := webhookDesk(t, "vendor", "http://127.0.0.1:1", 0, fastHTTP)
-	w := desk.NewWorker(newMemStore(), []desk.Desk{d, d}, desk.WorkerOptions{})
+	w := outbox.NewWorker(newMemStore(), []desk.Desk{d, d}, outbox.Options{})
 	if err := w.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "vendor") {
 		t.Errorf("Run with a desk twice: %v", err)
 	}
@@ -328,7 +329,7 @@ func TestDrainExactlyOnce(t *testing.T) {
 	for i := range n {
 		st.enqueue("vendor", fmt.Sprintf("c%d", i/2), 1+i%2, "")
 	}
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 60*time.Second, "drain", func() bool { return st.countState("vendor", rma.DeliveryDelivered) == n })
 	counts := srv.keyCounts()
@@ -339,5 +340,66 @@ func TestDrainExactlyOnce(t *testing.T) {
 		if c != 1 {
 			t.Errorf("%s delivered %d times", k, c)
 		}
+	}
+}
+
+// TestWorkerOneRequestPerAttempt: the outbox is the one retry layer. A desk
+// that answers 500 gets exactly one request per recorded attempt (a Send
+// that retried inside itself would show more requests than attempts).
+func TestWorkerOneRequestPerAttempt(t *testing.T) {
+	t.Parallel()
+	srv := newDeskServer(t, func(_ int, _ string, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	st := newMemStore()
+	id := st.enqueue("vendor", "c1", 1, "")
+	opts := fastWorker(nil)
+	// At least 1 s between attempts: the requests counted below belong
+	// to the attempts recorded, none to the next one.
+	opts.RetryMin, opts.RetryMax = 2*time.Second, 2*time.Second
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, webhook.Options{})}, opts)
+	runWorker(t, w)
+	waitFor(t, 60*time.Second, "two attempts", func() bool { return st.row(id).Attempts >= 2 })
+	attempts, hits := st.row(id).Attempts, srv.count()
+	if hits != attempts {
+		t.Errorf("desk got %d requests for %d attempts; want exactly one request per attempt", hits, attempts)
+	}
+	for i, a := range st.history(id) {
+		if a.Status != http.StatusInternalServerError || a.Delivered || a.Parked {
+			t.Errorf("attempt %d recorded as %+v; want a retry after HTTP 500", i+1, a)
+		}
+	}
+	if got := counterValue(t, w, "vendor", "status_5xx"); got != float64(attempts) {
+		t.Errorf("status_5xx counted %v, want %d (one per attempt)", got, attempts)
+	}
+}
+
+// TestWorkerCapsRetryAfter: the desk asks for a day (Retry-After: 86400);
+// the worker waits its MaxRetryAfter instead, then delivers. The desk
+// hands the wait back uncapped: the cap is the worker's alone.
+func TestWorkerCapsRetryAfter(t *testing.T) {
+	t.Parallel()
+	srv := newDeskServer(t, func(n int, key string, w http.ResponseWriter, _ *http.Request) {
+		if n == 0 {
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		okTicket(w, key)
+	})
+	st := newMemStore()
+	id := st.enqueue("vendor", "c1", 1, "")
+	opts := fastWorker(nil)
+	opts.MaxRetryAfter = 300 * time.Millisecond
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
+	runWorker(t, w)
+	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
+
+	first := st.history(id)[0]
+	if wait := first.NextAttempt.Sub(first.At); wait != opts.MaxRetryAfter || first.Status != http.StatusServiceUnavailable {
+		t.Errorf("503 with Retry-After 86400 recorded with next attempt %v later (status %d); want the cap %v", wait, first.Status, opts.MaxRetryAfter)
+	}
+	if n := srv.count(); n != 2 {
+		t.Errorf("desk got %d requests, want 2", n)
 	}
 }

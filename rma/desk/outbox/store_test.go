@@ -1,4 +1,4 @@
-package desk_test
+package outbox_test
 
 import (
 	"context"
@@ -11,12 +11,13 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
 // The worker against the real SQLite store (rma/store).
 
-var _ desk.OutboxStore = (*store.Store)(nil)
+var _ outbox.Store = (*store.Store)(nil)
 
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
@@ -74,7 +75,7 @@ func TestWithStoreRetriesThenTicket(t *testing.T) {
 	})
 	st := openStore(t)
 	id := openCases(t, st, 1, "vendor")[0]
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	ctx := context.Background()
 	waitFor(t, 20*time.Second, "delivery", func() bool {
@@ -128,7 +129,7 @@ func TestWithStoreParkedAndDeskDown(t *testing.T) {
 	addr := freeAddr(t)
 	st := openStore(t)
 	ids := openCases(t, st, 10, "refusing", "later")
-	w := desk.NewWorker(st, []desk.Desk{
+	w := outbox.NewWorker(st, []desk.Desk{
 		webhookDesk(t, "refusing", refusing.srv.URL, 0, fastHTTP),
 		webhookDesk(t, "later", "http://"+addr, 0, fastHTTP),
 	}, fastWorker(nil))
@@ -162,7 +163,7 @@ func TestWithStoreDrainExactlyOnce(t *testing.T) {
 	srv := newDeskServer(t, nil)
 	st := openStore(t)
 	ids := openCases(t, st, n, "vendor")
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(nil))
 	runWorker(t, w)
 	waitFor(t, 60*time.Second, "drain", func() bool { return storeCounts(t, st, "vendor").Pending == 0 })
 	counts := srv.keyCounts()
@@ -188,8 +189,8 @@ func BenchmarkDrain10000(b *testing.B) {
 		srv := newDeskServer(b, nil)
 		st := openStore(b)
 		openCases(b, st, n, "vendor")
-		w := desk.NewWorker(st, []desk.Desk{webhookDesk(b, "vendor", srv.srv.URL, 0, fastHTTP)},
-			desk.WorkerOptions{PollInterval: 10 * time.Millisecond})
+		w := outbox.NewWorker(st, []desk.Desk{webhookDesk(b, "vendor", srv.srv.URL, 0, fastHTTP)},
+			outbox.Options{PollInterval: 10 * time.Millisecond})
 		b.StartTimer()
 		start := time.Now()
 		stop := runWorker(b, w)

@@ -1,4 +1,4 @@
-package deliver
+package deskhttp
 
 import (
 	"context"
@@ -10,45 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestRetryableStatus(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		status        int
-		ok, retryable bool
-		reason        Reason
-	}{
-		{200, true, false, ""},
-		{201, true, false, ""},
-		{204, true, false, ""},
-		{299, true, false, ""},
-		{429, false, true, ReasonStatus429},
-		{500, false, true, ReasonStatus5xx},
-		{501, false, true, ReasonStatus5xx},
-		{502, false, true, ReasonStatus5xx},
-		{503, false, true, ReasonStatus5xx},
-		{599, false, true, ReasonStatus5xx},
-		{400, false, false, ReasonStatus4xx},
-		{401, false, false, ReasonStatus4xx},
-		{403, false, false, ReasonStatus4xx},
-		{404, false, false, ReasonStatus4xx},
-		{408, false, true, ReasonTimeout},
-		{410, false, false, ReasonStatus4xx},
-		{422, false, false, ReasonStatus4xx},
-		{301, false, false, ReasonBadResponse},
-		{302, false, false, ReasonBadResponse},
-		{307, false, false, ReasonBadResponse},
-		{100, false, false, ReasonBadResponse},
-		{0, false, false, ReasonBadResponse},
-		{999, false, false, ReasonBadResponse},
-	} {
-		ok, retryable, reason := RetryableStatus(tc.status)
-		if ok != tc.ok || retryable != tc.retryable || reason != tc.reason {
-			t.Errorf("RetryableStatus(%d) = %v, %v, %q; want %v, %v, %q", tc.status, ok, retryable, reason, tc.ok, tc.retryable, tc.reason)
-		}
-	}
-}
+	"github.com/hsm-agent/hsm-agent/rma/desk"
+)
 
 func TestParseRetryAfter(t *testing.T) {
 	t.Parallel()
@@ -82,34 +46,17 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
-	t.Parallel()
-	lo, hi := time.Second, time.Minute
-	for n := range 70 {
-		want := hi
-		if n < 6 {
-			want = lo << n // 1, 2, 4, 8, 16, 32 s; 64 s is past the cap
-		}
-		for range 50 {
-			got := Backoff(lo, hi, n)
-			if got < want/2 || got > want {
-				t.Fatalf("Backoff(%v, %v, %d) = %v; want within [%v, %v]", lo, hi, n, got, want/2, want)
-			}
-		}
-	}
-}
-
 func TestTransportErrorClassifiesAndRedacts(t *testing.T) {
 	t.Parallel()
 	u, _ := url.Parse("https://user:hunter2@desk.example/hook/pathtoken?token=abc123#frag")
 	timeout := &url.Error{Op: "Post", URL: u.String(), Err: &net.OpError{Op: "dial", Err: timeoutErr{}}}
 	e := TransportError("POST", u, timeout)
-	if e.Reason != ReasonTimeout {
+	if e.Reason != desk.ReasonTimeout {
 		t.Errorf("reason %q, want timeout", e.Reason)
 	}
 	refused := &url.Error{Op: "Post", URL: u.String(), Err: errors.New("connect: connection refused")}
 	e = TransportError("POST", u, refused)
-	if e.Reason != ReasonConnection {
+	if e.Reason != desk.ReasonConnection {
 		t.Errorf("reason %q, want connection", e.Reason)
 	}
 	for _, leak := range []string{"hunter2", "abc123", "token", "frag", "/hook"} {
@@ -120,10 +67,10 @@ func TestTransportErrorClassifiesAndRedacts(t *testing.T) {
 	if !strings.Contains(e.Error(), "https://desk.example") || !strings.Contains(e.Error(), "connection refused") {
 		t.Errorf("error %q should name the desk URL and the cause", e.Error())
 	}
-	if ReasonOf(fmt.Errorf("wrapped: %w", e)) != ReasonConnection {
+	if desk.ReasonOf(fmt.Errorf("wrapped: %w", e)) != desk.ReasonConnection {
 		t.Error("ReasonOf does not see through wrapping")
 	}
-	if ReasonOf(context.DeadlineExceeded) != ReasonTimeout {
+	if desk.ReasonOf(context.DeadlineExceeded) != desk.ReasonTimeout {
 		t.Error("ReasonOf(DeadlineExceeded) should be timeout")
 	}
 }

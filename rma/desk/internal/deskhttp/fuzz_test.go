@@ -1,4 +1,4 @@
-package deliver
+package deskhttp
 
 import (
 	"net/http"

@@ -1,4 +1,10 @@
-package desk
+// Package outbox is the outbox worker: the one retry layer of case event
+// delivery. One loop per desk takes the desk's due rows from the store in
+// queue order, sends each once through the desk (rma/desk), and records the
+// outcome: delivered with its ticket ID, retried after a capped exponential
+// backoff or the desk's Retry-After (itself capped), or parked. It also
+// exports the delivery metrics.
+package outbox
 
 import (
 	"context"
@@ -11,12 +17,12 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hsm-agent/hsm-agent/rma"
-	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deliver"
+	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
-// OutboxStore is what the worker needs of the store (*store.Store has it).
-type OutboxStore interface {
+// Store is what the worker needs of the store (*store.Store has it).
+type Store interface {
 	// DueDeliveries returns up to limit pending rows of desk whose
 	// NextAttempt is at or before now, first queued first.
 	DueDeliveries(ctx context.Context, desk string, now time.Time, limit int) ([]rma.Delivery, error)
@@ -27,7 +33,7 @@ type OutboxStore interface {
 	OutboxCounts(ctx context.Context) (map[string]store.OutboxCount, error)
 }
 
-// Defaults of WorkerOptions.
+// Defaults of Options.
 const (
 	DefaultPollInterval  = time.Second
 	DefaultBatch         = 100
@@ -39,8 +45,8 @@ const (
 	recordTimeout = 10 * time.Second
 )
 
-// WorkerOptions tune the outbox worker; zero values take the defaults.
-type WorkerOptions struct {
+// Options tune the outbox worker; zero values take the defaults.
+type Options struct {
 	// Logger gets one child per desk (attribute "desk").
 	Logger *slog.Logger
 	// PollInterval is how often each desk looks for due rows without a
@@ -60,10 +66,10 @@ type WorkerOptions struct {
 	Now func() time.Time
 	// Scrub removes secrets from every event's free text before it is
 	// sent (nil: sent as stored).
-	Scrub Scrub
+	Scrub desk.Scrub
 }
 
-func (o WorkerOptions) withDefaults() WorkerOptions {
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,8 +103,8 @@ func (o WorkerOptions) withDefaults() WorkerOptions {
 // one per row; other desks go on. The Worker is also the
 // prometheus.Collector of the delivery metrics.
 type Worker struct {
-	st    OutboxStore
-	opts  WorkerOptions
+	st    Store
+	opts  Options
 	loops []*deskLoop
 	m     *metrics
 
@@ -108,7 +114,7 @@ type Worker struct {
 
 // NewWorker returns a worker for desks over st. Desks with the same name
 // are an error of Run.
-func NewWorker(st OutboxStore, desks []Desk, opts WorkerOptions) *Worker {
+func NewWorker(st Store, desks []desk.Desk, opts Options) *Worker {
 	opts = opts.withDefaults()
 	w := &Worker{st: st, opts: opts}
 	names := make([]string, 0, len(desks))
@@ -116,7 +122,7 @@ func NewWorker(st OutboxStore, desks []Desk, opts WorkerOptions) *Worker {
 		names = append(names, d.Name())
 		l := &deskLoop{w: w, desk: d, name: d.Name(), kick: make(chan struct{}, 1),
 			log: opts.Logger.With("desk", d.Name())}
-		if r, ok := d.(RateLimited); ok && r.RatePerMinute() > 0 {
+		if r, ok := d.(desk.RateLimited); ok && r.RatePerMinute() > 0 {
 			l.limiter = rate.NewLimiter(rate.Limit(float64(r.RatePerMinute())/60), 1)
 		}
 		w.loops = append(w.loops, l)
@@ -173,7 +179,7 @@ func (w *Worker) Kick() {
 // own goroutine only.
 type deskLoop struct {
 	w       *Worker
-	desk    Desk
+	desk    desk.Desk
 	name    string
 	log     *slog.Logger
 	kick    chan struct{}
@@ -282,15 +288,15 @@ func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Tim
 		retryable bool
 		err       error
 	)
-	msg, berr := newMessage(row, start, o.Scrub)
+	msg, berr := desk.NewScrubbedMessage(row, start, o.Scrub)
 	switch {
-	case errors.Is(berr, ErrBundleMissing):
+	case errors.Is(berr, desk.ErrBundleMissing):
 		log.Warn("bundle file is gone (pruned or removed); sending the event without it", "err", berr)
 		fallthrough
 	case berr == nil:
 		ticket, retryable, err = l.desk.Send(ctx, msg)
 	default:
-		err, retryable = berr, deliver.ReasonOf(berr) != ReasonInvalid
+		err, retryable = berr, desk.ReasonOf(berr) != desk.ReasonInvalid
 	}
 	if err != nil && ctx.Err() != nil {
 		// Stopping: the attempt did not finish, so it is not recorded;
@@ -299,14 +305,14 @@ func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Tim
 	}
 	end := o.Now()
 	a := store.Attempt{At: end}
-	reason := Reason(ResultSuccess)
+	reason := desk.Reason(desk.ResultSuccess)
 	switch {
 	case err == nil:
 		a.Delivered, a.TicketID = true, ticket
 	default:
-		reason = ReasonOf(err)
+		reason = desk.ReasonOf(err)
 		a.Err = err.Error()
-		var de *Error
+		var de *desk.Error
 		if errors.As(err, &de) {
 			a.Status = de.Status
 		}
@@ -354,11 +360,11 @@ func (l *deskLoop) attempt(ctx context.Context, row rma.Delivery) (next time.Tim
 // exponential backoff by the row's attempt count.
 func (l *deskLoop) retryDelay(row rma.Delivery, err error) time.Duration {
 	o := l.w.opts
-	var de *Error
+	var de *desk.Error
 	if errors.As(err, &de) && de.RetryAfter > 0 {
 		return min(de.RetryAfter, o.MaxRetryAfter)
 	}
-	return deliver.Backoff(o.RetryMin, o.RetryMax, row.Attempts)
+	return Backoff(o.RetryMin, o.RetryMax, row.Attempts)
 }
 
 // record writes attempt a of row to the store. When the store fails the
@@ -375,7 +381,7 @@ func (l *deskLoop) record(ctx context.Context, row rma.Delivery, a store.Attempt
 			"case", row.CaseID, "sequence", row.Seq, "err", err)
 	case err != nil:
 		o := l.w.opts
-		hold = deliver.Backoff(o.RetryMin, o.RetryMax, l.storeErrs)
+		hold = Backoff(o.RetryMin, o.RetryMax, l.storeErrs)
 		l.storeErrs++
 		l.holdUntil = o.Now().Add(hold)
 		l.storeError("record a delivery attempt (case "+row.CaseID+", outcome "+a.Outcome()+")", err)

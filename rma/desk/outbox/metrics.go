@@ -1,4 +1,4 @@
-package desk
+package outbox
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
@@ -28,7 +29,7 @@ const (
 // metrics holds the delivery counters and reads the outbox depth from the
 // store at each scrape (the last good counts if the store fails then).
 type metrics struct {
-	st    OutboxStore
+	st    Store
 	desks []string
 	log   *slog.Logger
 
@@ -42,7 +43,7 @@ type metrics struct {
 	countsErr  bool
 }
 
-func newMetrics(st OutboxStore, desks []string, log *slog.Logger) *metrics {
+func newMetrics(st Store, desks []string, log *slog.Logger) *metrics {
 	m := &metrics{
 		st: st, desks: desks, log: log,
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -59,15 +60,15 @@ func newMetrics(st OutboxStore, desks []string, log *slog.Logger) *metrics {
 			"Case events the desk refused for good (a non-retryable answer): kept and shown as failed, not delivered.", []string{labelDesk}, nil),
 	}
 	for _, d := range desks {
-		m.deliveries.WithLabelValues(d, ResultSuccess)
+		m.deliveries.WithLabelValues(d, desk.ResultSuccess)
 	}
 	return m
 }
 
-func (m *metrics) observe(desk, result string, at time.Time) {
-	m.deliveries.WithLabelValues(desk, result).Inc()
-	if result == ResultSuccess {
-		m.lastSuccess.WithLabelValues(desk).Set(float64(at.UnixNano()) / 1e9)
+func (m *metrics) observe(deskName, result string, at time.Time) {
+	m.deliveries.WithLabelValues(deskName, result).Inc()
+	if result == desk.ResultSuccess {
+		m.lastSuccess.WithLabelValues(deskName).Set(float64(at.UnixNano()) / 1e9)
 	}
 }
 

@@ -1,4 +1,4 @@
-package desk_test
+package outbox_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
 	"github.com/hsm-agent/hsm-agent/rma/store"
 )
 
@@ -49,7 +50,7 @@ func TestStoreWriteFailsAfterDeskAccepted(t *testing.T) {
 
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, fastWorker(log))
 	runWorker(t, w)
 	// Six failed writes in a row: the backoff schedule has run a while.
 	waitFor(t, 30*time.Second, "repeated store failures", func() bool {

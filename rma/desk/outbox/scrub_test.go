@@ -1,4 +1,4 @@
-package desk_test
+package outbox_test
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/outbox"
 )
 
 // TestWorkerScrubsTicketText: a secret that reached a case's text (a
@@ -39,7 +40,7 @@ func TestWorkerScrubsTicketText(t *testing.T) {
 	}
 	opts := fastWorker(nil)
 	opts.Scrub = sc.Scrub
-	w := desk.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
+	w := outbox.NewWorker(st, []desk.Desk{webhookDesk(t, "vendor", srv.srv.URL, 0, fastHTTP)}, opts)
 	runWorker(t, w)
 	waitFor(t, 20*time.Second, "delivery", func() bool { return st.row(id).State == rma.DeliveryDelivered })
 
