@@ -31,6 +31,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
 )
@@ -193,7 +194,7 @@ func newE2ESite(tb testing.TB, tokens int) *e2eSite {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &e2eSite{fleet: pkcs11test.NewFleet(tb, tokens), faults: faults, desk: newFakeDesk(tb),
+	return &e2eSite{fleet: pkcs11testtb.NewFleet(tb, tokens), faults: faults, desk: newFakeDesk(tb),
 		dir: dir, config: filepath.Join(dir, "config.yml")}
 }
 
@@ -235,7 +236,7 @@ func (s *e2eSite) write(tb testing.TB, sc siteConfig, timings []string) {
 			fmt.Fprintln(&b, def)
 		}
 	}
-	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11test.FaultModule(tb))
+	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11testtb.FaultModule(tb))
 	env := s.fleet.Env()
 	maps.Copy(env, s.faults.Env())
 	env[testutil.WorkerEnv] = "1" // the worker is this test binary (TestMain)
