@@ -7,9 +7,9 @@
 // # Fleets
 //
 // CreateFleet (or pkcs11testtb.NewFleet in a test) writes
-// DIR/softhsm2.conf with directories.tokendir = DIR/tokens and initialises N tokens labelled
-// "<prefix>-0".."<prefix>-<N-1>" with PIN "1234" and SO PIN "5678". A process
-// sees the fleet with the environment of Fleet.Env (SOFTHSM2_CONF). One token
+// DIR/softhsm2.conf with directories.tokendir = DIR/tokens and initialises
+// N tokens labelled "<prefix>-0".."<prefix>-<N-1>" with PIN "1234" and SO
+// PIN "5678". A process sees the fleet with the environment of Fleet.Env (SOFTHSM2_CONF). One token
 // is initialised by SoftHSM2 (pkcs11-tool, PINs passed through the
 // environment); the rest are copies of it with their own serial and label,
 // which makes 1,000 tokens take well under a second. CachedFleet reuses a
@@ -19,8 +19,9 @@
 //
 // faultmod/faultmod.c builds into libhsmfault.so (BuildFaultModule,
 // CachedFaultModule, pkcs11testtb.FaultModule in a test, or
-// `make -C pkcs11test/faultmod OUT=...`). Its only export, C_GetFunctionList, loads the real module named by HSMFAULT_LIBRARY (default
-// SoftHSMLibrary) and returns its function list with every function wrapped.
+// `make -C pkcs11test/faultmod OUT=...`). Its only export, C_GetFunctionList,
+// loads the real module named by HSMFAULT_LIBRARY (default SoftHSMLibrary)
+// and returns its function list with every function wrapped.
 // Each call first reads the control directory named by HSMFAULT_DIR
 // (Faults.Env gives both variables), so faults can be changed while a process
 // keeps the module loaded:
