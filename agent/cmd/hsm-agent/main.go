@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/hsm-agent/hsm-agent/agent"
+	"github.com/hsm-agent/hsm-agent/agent/service"
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 )
 
@@ -77,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "desk":
 		return agent.DeskTest(signalContext(), rest, stdout, stderr)
 	case "service":
-		return agent.Service(rest, stdout, stderr)
+		return service.Main(rest, stdout, stderr)
 	case "demo":
 		return agent.Demo(signalContext(), rest, stdout, stderr)
 	case "version", "--version":
@@ -124,8 +125,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 		Logger:        logger,
 		Reload:        reload,
 	}
-	// RunService answers the Windows service manager; elsewhere it just runs.
-	err := agent.RunService(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
+	// service.Run answers the Windows service manager; elsewhere it just runs.
+	err := service.Run(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
 	if err != nil {
 		logger.Error("hsm-agent stopped", "err", err)
 		if errors.Is(err, agent.ErrCannotStart) {
