@@ -26,8 +26,8 @@ demo: deps build
 lint:
 	@out=$$(gofmt -l agent collector internal packaging pkcs11test rma systemd); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=windows CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go
-	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./agent/service.go ./agent/service_other.go
+	GOOS=windows CGO_ENABLED=0 $(GO) vet ./agent/service/
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./agent/service/
 
 gotest:
 	$(GO) test -count=1 -timeout 10m ./...

@@ -1,7 +1,8 @@
 // Package agent wires hsm-agent together: it loads the configuration, runs
 // the collector's poll loop, serves the HTTP endpoints (/metrics, health,
 // status page), reloads on request and shuts everything down in order.
-// Only this package knows the concrete types of every stage.
+// Only this package knows the concrete types of every stage. The other
+// subcommands are package agent/cli, the service installer agent/service.
 package agent
 
 import (

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -242,14 +241,4 @@ func knownSecrets(cfg *config.Config) []config.Secret {
 		add(config.CredentialName(config.CredentialDeskToken, d.Name), d.TokenFile)
 	}
 	return out
-}
-
-// osUser names the operator for the case log.
-func osUser() string {
-	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
-		if u := os.Getenv(k); u != "" {
-			return u
-		}
-	}
-	return ""
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
 )
@@ -193,7 +194,7 @@ func newE2ESite(tb testing.TB, tokens int) *e2eSite {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &e2eSite{fleet: pkcs11test.NewFleet(tb, tokens), faults: faults, desk: newFakeDesk(tb),
+	return &e2eSite{fleet: pkcs11testtb.NewFleet(tb, tokens), faults: faults, desk: newFakeDesk(tb),
 		dir: dir, config: filepath.Join(dir, "config.yml")}
 }
 
@@ -235,7 +236,7 @@ func (s *e2eSite) write(tb testing.TB, sc siteConfig, timings []string) {
 			fmt.Fprintln(&b, def)
 		}
 	}
-	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11test.FaultModule(tb))
+	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11testtb.FaultModule(tb))
 	env := s.fleet.Env()
 	maps.Copy(env, s.faults.Env())
 	env[testutil.WorkerEnv] = "1" // the worker is this test binary (TestMain)
@@ -361,7 +362,7 @@ func cli(fn func(context.Context, []string, io.Writer, io.Writer) int, args ...s
 // caseDetail runs `cases show ID --json` on the site's store.
 func (s *e2eSite) caseDetail(tb testing.TB, id string) CaseDetail {
 	tb.Helper()
-	code, out, errOut := cli(Cases, "show", id, "--json", "--config", s.config)
+	code, out, errOut := cli(CLI.Cases, "show", id, "--json", "--config", s.config)
 	if code != 0 {
 		tb.Fatalf("cases show %s --json: exit %d %s", id, code, errOut)
 	}
@@ -646,7 +647,7 @@ func onDemandBundle(tb testing.TB, ra *runningAgent, serial string) map[string][
 	if err != nil {
 		tb.Fatal(err)
 	}
-	path, err := requestBundle(context.Background(), cfg, serial)
+	path, err := RequestBundle(context.Background(), cfg, serial)
 	if err != nil {
 		tb.Fatalf("on-demand bundle: %v", err)
 	}
@@ -982,7 +983,7 @@ func TestCaseCLI(t *testing.T) {
 		return len(s.desk.accepted("vendor")) == 1 && len(s.desk.accepted("internal")) == 1
 	})
 
-	code, out, errOut := cli(Cases, "--json", "--config", s.config)
+	code, out, errOut := cli(CLI.Cases, "--json", "--config", s.config)
 	if code != 0 {
 		t.Fatalf("cases --json: exit %d %s", code, errOut)
 	}
@@ -994,13 +995,13 @@ func TestCaseCLI(t *testing.T) {
 	if list[0].Serial != s.serial(0) || list[0].Fault != rma.ClassMissing || list[0].State != rma.StateOpen {
 		t.Errorf("cases --json: %+v", list[0])
 	}
-	if code, out, _ := cli(Cases, "--config", s.config); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "missing") {
+	if code, out, _ := cli(CLI.Cases, "--config", s.config); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "missing") {
 		t.Errorf("cases (table): exit %d\n%s", code, out)
 	}
 
 	show := func() map[string]any {
 		t.Helper()
-		code, out, errOut := cli(Cases, "show", id, "--json", "--config", s.config)
+		code, out, errOut := cli(CLI.Cases, "show", id, "--json", "--config", s.config)
 		if code != 0 {
 			t.Fatalf("cases show %s --json: exit %d %s", id, code, errOut)
 		}
@@ -1043,12 +1044,12 @@ func TestCaseCLI(t *testing.T) {
 	if tickets["vendor"] != s.desk.accepted("vendor")[0].Ticket || tickets["internal"] != s.desk.accepted("internal")[0].Ticket {
 		t.Errorf("deliveries record tickets %v; the desks gave %s and %s", tickets, s.desk.accepted("vendor")[0].Ticket, s.desk.accepted("internal")[0].Ticket)
 	}
-	if code, out, _ := cli(Cases, "show", id, "--config", s.config); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "deliveries:") {
+	if code, out, _ := cli(CLI.Cases, "show", id, "--config", s.config); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "deliveries:") {
 		t.Errorf("cases show (text): exit %d\n%s", code, out)
 	}
 
 	// Close it: state closed, case.closed (with the note) to both desks.
-	code, out, errOut = cli(CaseAction, id, "close", "--note", "x", "--config", s.config)
+	code, out, errOut = cli(CLI.CaseAction, id, "close", "--note", "x", "--config", s.config)
 	if code != 0 || !strings.Contains(out, "closed") {
 		t.Fatalf("case %s close: exit %d\n%s%s", id, code, out, errOut)
 	}
@@ -1076,16 +1077,16 @@ func TestCaseCLI(t *testing.T) {
 		}
 	}
 	// A closed case takes no further action; an unknown ID is named.
-	if code, _, errOut := cli(CaseAction, id, "close", "--config", s.config); code != 1 || !strings.Contains(errOut, "closed") {
+	if code, _, errOut := cli(CLI.CaseAction, id, "close", "--config", s.config); code != 1 || !strings.Contains(errOut, "closed") {
 		t.Errorf("closing twice: exit %d %s", code, errOut)
 	}
-	if code, _, errOut := cli(CaseAction, "no-such-case", "cancel", "--config", s.config); code != 1 || !strings.Contains(errOut, "no-such-case") {
+	if code, _, errOut := cli(CLI.CaseAction, "no-such-case", "cancel", "--config", s.config); code != 1 || !strings.Contains(errOut, "no-such-case") {
 		t.Errorf("unknown case: exit %d %s", code, errOut)
 	}
 
 	// desk test: a marked test event, and the desk's ticket in the output.
 	before := len(s.desk.all("vendor"))
-	code, out, errOut = cli(DeskTest, "test", "vendor", "--config", s.config)
+	code, out, errOut = cli(CLI.DeskTest, "test", "vendor", "--config", s.config)
 	calls := s.desk.all("vendor")
 	if code != 0 || len(calls) != before+1 {
 		t.Fatalf("desk test vendor: exit %d\n%s%s", code, out, errOut)
@@ -1094,7 +1095,7 @@ func TestCaseCLI(t *testing.T) {
 	if !tc.Event.Test || tc.Event.Event != rma.EventTest || !strings.Contains(out, fmt.Sprintf("%q", tc.Ticket)) {
 		t.Errorf("desk test: event %s test=%v, output %q should report ticket %s", tc.Event.Event, tc.Event.Test, out, tc.Ticket)
 	}
-	if code, _, errOut := cli(DeskTest, "test", "nope", "--config", s.config); code != 1 || !strings.Contains(errOut, "vendor") {
+	if code, _, errOut := cli(CLI.DeskTest, "test", "nope", "--config", s.config); code != 1 || !strings.Contains(errOut, "vendor") {
 		t.Errorf("desk test of an unknown desk: exit %d %s", code, errOut)
 	}
 }

@@ -18,10 +18,10 @@ func runCheck(t *testing.T, configFile string, asJSON bool) (int, string, string
 	t.Helper()
 	cfg, err := config.Load(configFile)
 	if err != nil {
-		return Check(context.Background(), configFile, asJSON, &bytes.Buffer{}, &bytes.Buffer{}), "", err.Error()
+		return ExitUnknown, "", err.Error()
 	}
 	var out, errOut bytes.Buffer
-	code := checkConfig(context.Background(), cfg, testWorker(), asJSON, &out, &errOut)
+	code := CLI.CheckConfig(context.Background(), cfg, testWorker(), asJSON, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -78,24 +78,10 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 }
 
-func TestCheckInvalidConfigCannotCheck(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "bad.yml")
-	if err := os.WriteFile(file, []byte("poll_interval: soon\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	if code := Check(context.Background(), file, false, &out, &errOut); code != ExitUnknown {
-		t.Fatalf("exit %d, want %d", code, ExitUnknown)
-	}
-	if !strings.Contains(errOut.String(), "bad.yml") || !strings.Contains(errOut.String(), "poll_interval") {
-		t.Errorf("error should name the file and field: %s", errOut.String())
-	}
-}
-
 func TestConfigCheck(t *testing.T) {
 	s := newSite(t, 1, "")
 	var out, errOut bytes.Buffer
-	if code := ConfigCheck(s.config, &out, &errOut); code != 0 {
+	if code := CLI.ConfigCheck(s.config, &out, &errOut); code != 0 {
 		t.Fatalf("valid config: exit %d: %s", code, errOut.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yml")
@@ -104,7 +90,7 @@ func TestConfigCheck(t *testing.T) {
 	}
 	out.Reset()
 	errOut.Reset()
-	if code := ConfigCheck(bad, &out, &errOut); code != 1 {
+	if code := CLI.ConfigCheck(bad, &out, &errOut); code != 1 {
 		t.Fatalf("invalid config: exit %d", code)
 	}
 	if !strings.Contains(errOut.String(), "unknown_thing") || !strings.Contains(errOut.String(), "bad.yml:2: unknown_thing") {

@@ -63,17 +63,17 @@ func TestOneCorruptCaseRowKeepsListings(t *testing.T) {
 		t.Errorf("the agent log should name HA-BAD and its bad field:\n%s", logs)
 	}
 
-	code, out, errOut := cli(Cases, "--all", "--config", s.config)
+	code, out, errOut := cli(CLI.Cases, "--all", "--config", s.config)
 	if code != 1 || !strings.Contains(out, "HA-GOOD") || strings.Contains(out, "HA-BAD") ||
 		!strings.Contains(errOut, "case HA-BAD is left out") || !strings.Contains(errOut, "desk_refs") {
 		t.Errorf("cases --all: exit %d\nstdout:\n%s\nstderr:\n%s\nwant HA-GOOD listed, HA-BAD named on stderr, exit 1", code, out, errOut)
 	}
-	code, out, errOut = cli(Cases, "--all", "--json", "--config", s.config)
+	code, out, errOut = cli(CLI.Cases, "--all", "--json", "--config", s.config)
 	var cases []rma.Case
 	if code != 1 || json.Unmarshal([]byte(out), &cases) != nil || len(cases) != 1 || !strings.Contains(errOut, "HA-BAD") {
 		t.Errorf("cases --all --json: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	code, _, errOut = cli(Cases, "show", "HA-BAD", "--config", s.config)
+	code, _, errOut = cli(CLI.Cases, "show", "HA-BAD", "--config", s.config)
 	if code != 1 || !strings.Contains(errOut, "HA-BAD") || !strings.Contains(errOut, "unreadable") || !strings.Contains(errOut, "desk_refs") {
 		t.Errorf("cases show HA-BAD: exit %d %s; want what is wrong with the row", code, errOut)
 	}

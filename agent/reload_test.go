@@ -76,7 +76,7 @@ func TestReloadAndConfigCheckRefuseTheSameFiles(t *testing.T) {
 			t.Errorf("%s: devices vanished after a refused reload", tc.name)
 		}
 		var out, errOut bytes.Buffer
-		code := ConfigCheck(s.config, &out, &errOut)
+		code := CLI.ConfigCheck(s.config, &out, &errOut)
 		switch {
 		case tc.checkOK && code != 0:
 			t.Errorf("%s: config check exit %d, want 0: %s", tc.name, code, errOut.String())

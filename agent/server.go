@@ -191,3 +191,11 @@ func (a *Agent) statusPage(w http.ResponseWriter, _ *http.Request) {
 		a.logger.Error("status page", "err", err)
 	}
 }
+
+// nonNil makes a nil slice an empty one, so JSON shows [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

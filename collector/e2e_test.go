@@ -20,6 +20,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 )
 
 // End-to-end tests: a real SoftHSM2 fleet behind the fault-injecting PKCS#11
@@ -45,7 +46,7 @@ type syncBuffer = testutil.SyncBuffer
 // configuration before the collector is created.
 func newRig(t *testing.T, n int, edit func(*config.Config)) *rig {
 	t.Helper()
-	fleet := pkcs11test.NewFleet(t, n)
+	fleet := pkcs11testtb.NewFleet(t, n)
 	faults, err := pkcs11test.NewFaults(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func newRig(t *testing.T, n int, edit func(*config.Config)) *rig {
 		SelftestInterval: 10 * time.Minute,
 		SlowThreshold:    2 * time.Second,
 		ConfirmPolls:     3,
-		Modules:          []config.Module{{Name: "soft", Library: pkcs11test.FaultModule(t), Env: env}},
+		Modules:          []config.Module{{Name: "soft", Library: pkcs11testtb.FaultModule(t), Env: env}},
 		Firmware:         config.Firmware{Minimum: "2.6"},
 	}
 	for i, tok := range fleet.Tokens {
@@ -598,7 +599,7 @@ func TestE2ERun(t *testing.T) {
 		cfg.PollInterval = 100 * time.Millisecond
 	})
 	// A second module over its own fleet, hung in C_GetSlotList.
-	other := pkcs11test.NewFleet(t, 1)
+	other := pkcs11testtb.NewFleet(t, 1)
 	otherFaults, err := pkcs11test.NewFaults(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -611,7 +612,7 @@ func TestE2ERun(t *testing.T) {
 	env := map[string]string{workerEnv: "1"}
 	maps.Copy(env, other.Env())
 	maps.Copy(env, otherFaults.Env())
-	cfg.Modules = append(cfg.Modules[:1:1], config.Module{Name: "stuck", Library: pkcs11test.FaultModule(t), Env: env})
+	cfg.Modules = append(cfg.Modules[:1:1], config.Module{Name: "stuck", Library: pkcs11testtb.FaultModule(t), Env: env})
 	cfg.Devices = append(cfg.Devices[:2:2], config.Device{Name: "stuck-0", Serial: other.Tokens[0].Serial, Module: "stuck"})
 	if err := r.c.Reload(&cfg); err != nil {
 		t.Fatal(err)

@@ -1,13 +1,15 @@
 // Package pkcs11test provides test fixtures for hsm-agent: fleets of real
 // SoftHSM2 tokens, and a fault-injecting PKCS#11 module that wraps the real
-// SoftHSM2 library at the C ABI.
+// SoftHSM2 library at the C ABI. It does not import package testing: the
+// demo (in the daemon binary) uses it; the testing.TB helpers of the tests
+// are in the sub-package pkcs11testtb.
 //
 // # Fleets
 //
-// CreateFleet (or NewFleet in a test) writes DIR/softhsm2.conf with
-// directories.tokendir = DIR/tokens and initialises N tokens labelled
-// "<prefix>-0".."<prefix>-<N-1>" with PIN "1234" and SO PIN "5678". A process
-// sees the fleet with the environment of Fleet.Env (SOFTHSM2_CONF). One token
+// CreateFleet (or pkcs11testtb.NewFleet in a test) writes
+// DIR/softhsm2.conf with directories.tokendir = DIR/tokens and initialises
+// N tokens labelled "<prefix>-0".."<prefix>-<N-1>" with PIN "1234" and SO
+// PIN "5678". A process sees the fleet with the environment of Fleet.Env (SOFTHSM2_CONF). One token
 // is initialised by SoftHSM2 (pkcs11-tool, PINs passed through the
 // environment); the rest are copies of it with their own serial and label,
 // which makes 1,000 tokens take well under a second. CachedFleet reuses a
@@ -16,9 +18,10 @@
 // # Fault module
 //
 // faultmod/faultmod.c builds into libhsmfault.so (BuildFaultModule,
-// FaultModule, or `make -C pkcs11test/faultmod OUT=...`). Its only export,
-// C_GetFunctionList, loads the real module named by HSMFAULT_LIBRARY (default
-// SoftHSMLibrary) and returns its function list with every function wrapped.
+// CachedFaultModule, pkcs11testtb.FaultModule in a test, or
+// `make -C pkcs11test/faultmod OUT=...`). Its only export, C_GetFunctionList,
+// loads the real module named by HSMFAULT_LIBRARY (default SoftHSMLibrary)
+// and returns its function list with every function wrapped.
 // Each call first reads the control directory named by HSMFAULT_DIR
 // (Faults.Env gives both variables), so faults can be changed while a process
 // keeps the module loaded:

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Fault is one kind of fault the fault module can inject. Its value is also
@@ -361,16 +360,15 @@ var (
 	faultModErr  error
 )
 
-// FaultModule builds the fault module once per test binary, into a per-user
-// cache directory keyed by the source hash ($XDG_CACHE_HOME or ~/.cache,
-// else the temp dir, under hsm-agent/faultmod/), and returns its path. It
-// fails the test if the module cannot be built.
-func FaultModule(t testing.TB) string {
-	t.Helper()
+// CachedFaultModule builds the fault module once per process, into a
+// per-user cache directory keyed by the source hash ($XDG_CACHE_HOME or
+// ~/.cache, else the temp dir, under hsm-agent/faultmod/), and returns its
+// path.
+func CachedFaultModule() (string, error) {
 	faultModOnce.Do(func() {
 		sum, err := faultSourceHash()
 		if err != nil {
-			faultModErr = err
+			faultModErr = fmt.Errorf("pkcs11test: hash fault module sources: %w", err)
 			return
 		}
 		sub := filepath.Join("hsm-agent", "faultmod", sum[:16])
@@ -382,8 +380,5 @@ func FaultModule(t testing.TB) string {
 		tmp := filepath.Join(os.TempDir(), fmt.Sprintf("hsm-agent-%d", os.Getuid()))
 		faultModPath, faultModErr = buildFaultModule(filepath.Join(tmp, sub), sum)
 	})
-	if faultModErr != nil {
-		t.Fatalf("pkcs11test: fault module: %v", faultModErr)
-	}
-	return faultModPath
+	return faultModPath, faultModErr
 }

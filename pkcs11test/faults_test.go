@@ -23,7 +23,7 @@ type faultRig struct {
 
 func newFaultRig(t *testing.T) *faultRig {
 	t.Helper()
-	r := &faultRig{fleet: NewFleet(t, 3), lib: FaultModule(t)}
+	r := &faultRig{fleet: newTestFleet(t, 3), lib: testFaultModule(t)}
 	var err error
 	if r.faults, err = NewFaults(filepath.Join(t.TempDir(), "faults")); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // SoftHSMLibrary is the path of the SoftHSM2 PKCS#11 module on Debian and Ubuntu.
@@ -96,17 +95,6 @@ func CreateFleet(dir string, n int, labelPrefix string) (*Fleet, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-// NewFleet creates a fleet of n tokens (label prefix "token") in t.TempDir()
-// and fails the test if that does not work.
-func NewFleet(t testing.TB, n int) *Fleet {
-	t.Helper()
-	f, err := CreateFleet(t.TempDir(), n, "token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
 
 // CachedFleet reuses the fleet in dir if it holds exactly n tokens that

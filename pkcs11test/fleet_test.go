@@ -9,7 +9,7 @@ import (
 
 func TestFleet(t *testing.T) {
 	t.Parallel()
-	f := NewFleet(t, 3)
+	f := newTestFleet(t, 3)
 	if len(f.Tokens) != 3 {
 		t.Fatalf("fleet has %d tokens, want 3", len(f.Tokens))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 )
 
 func TestDecodeFlags(t *testing.T) {
@@ -132,7 +133,7 @@ func TestWorkerMainUsage(t *testing.T) {
 // The worker runs in this test process here (the probe package tests run
 // it as a child); tests that load the library do not run in parallel.
 func TestWorkerProbeStreamsEachToken(t *testing.T) {
-	fleet := pkcs11test.NewFleet(t, 2)
+	fleet := pkcs11testtb.NewFleet(t, 2)
 	t.Setenv("SOFTHSM2_CONF", fleet.ConfPath)
 	skip := fleet.Tokens[1].Serial
 	stdin := "{}\n" + `{"skip_serials":["` + skip + `"]}` + "\n"
@@ -172,7 +173,7 @@ func TestWorkerProbeStreamsEachToken(t *testing.T) {
 }
 
 func TestWorkerSelfTest(t *testing.T) {
-	fleet := pkcs11test.NewFleet(t, 1)
+	fleet := pkcs11testtb.NewFleet(t, 1)
 	t.Setenv("SOFTHSM2_CONF", fleet.ConfPath)
 	tok := fleet.Tokens[0]
 	for _, c := range []struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/internal/testutil"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 )
 
 // workerEnv makes this test binary act as `hsm-agent probe-worker`.
@@ -34,7 +35,7 @@ type rig struct {
 // newRig creates a fleet of n tokens and a fault control directory.
 func newRig(t *testing.T, n int) *rig {
 	t.Helper()
-	fleet := pkcs11test.NewFleet(t, n)
+	fleet := pkcs11testtb.NewFleet(t, n)
 	faults, err := pkcs11test.NewFaults(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func newRig(t *testing.T, n int) *rig {
 	maps.Copy(env, faults.Env())
 	return &rig{t: t, fleet: fleet, faults: faults, logs: &logBuffer{}, opts: Options{
 		Module:  "test",
-		Library: pkcs11test.FaultModule(t),
+		Library: pkcs11testtb.FaultModule(t),
 		Env:     env,
 		Command: []string{os.Args[0]},
 		Timeout: 10 * time.Second,

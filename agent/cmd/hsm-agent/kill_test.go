@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
+	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
 )
@@ -133,14 +134,14 @@ func (d *ticketDesk) ticketCount(desk string) int {
 func caseSite(t *testing.T, tokens int, listen string, desk *ticketDesk, extra string) (cfgFile string, fleet *pkcs11test.Fleet, faults *pkcs11test.Faults) {
 	t.Helper()
 	dir := t.TempDir()
-	fleet = pkcs11test.NewFleet(t, tokens)
+	fleet = pkcs11testtb.NewFleet(t, tokens)
 	faults, err := pkcs11test.NewFaults(filepath.Join(dir, "faults"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %q\nlisten: %q\npoll_interval: 300ms\nrecheck_interval: 100ms\nconfirm_polls: 3\nprobe_timeout: 2s\n%s", filepath.Join(dir, "state"), listen, extra)
-	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11test.FaultModule(t))
+	fmt.Fprintf(&b, "modules:\n  - name: soft\n    library: %q\n    env:\n", pkcs11testtb.FaultModule(t))
 	fmt.Fprintf(&b, "      SOFTHSM2_CONF: %q\n", fleet.ConfPath)
 	for k, v := range faults.Env() {
 		fmt.Fprintf(&b, "      %s: %q\n", k, v)

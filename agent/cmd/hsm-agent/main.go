@@ -1,6 +1,8 @@
 // Command hsm-agent watches a fleet of HSMs over PKCS#11, exports their
 // health to Prometheus and runs their support lifecycle. main only turns
-// flags into options and signals into a context; the work is in package agent.
+// flags into options and signals into a context and dispatches: the daemon
+// is package agent, the other subcommands package agent/cli, the service
+// installer package agent/service.
 package main
 
 import (
@@ -15,10 +17,12 @@ import (
 	"syscall"
 
 	"github.com/hsm-agent/hsm-agent/agent"
+	"github.com/hsm-agent/hsm-agent/agent/cli"
+	"github.com/hsm-agent/hsm-agent/agent/service"
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 )
 
-const defaultConfig = agent.DefaultConfigFile
+const defaultConfig = cli.DefaultConfigFile
 
 const usage = `hsm-agent watches HSMs over PKCS#11 and runs their support lifecycle.
 
@@ -61,25 +65,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return runDaemon(rest, stderr)
 	case "check":
-		return runCheck(rest, stdout, stderr)
+		return cli.Check(signalContext(), rest, stdout, stderr)
 	case "config":
 		if len(rest) != 2 || rest[0] != "check" {
 			fmt.Fprintln(stderr, "usage: hsm-agent config check FILE")
 			return 2
 		}
-		return agent.ConfigCheck(rest[1], stdout, stderr)
+		return cli.ConfigCheck(rest[1], stdout, stderr)
 	case "cases":
-		return agent.Cases(signalContext(), rest, stdout, stderr)
+		return cli.Cases(signalContext(), rest, stdout, stderr)
 	case "case":
-		return agent.CaseAction(signalContext(), rest, stdout, stderr)
+		return cli.CaseAction(signalContext(), rest, stdout, stderr)
 	case "bundle":
-		return agent.Bundle(signalContext(), rest, stdout, stderr)
+		return cli.Bundle(signalContext(), rest, stdout, stderr)
 	case "desk":
-		return agent.DeskTest(signalContext(), rest, stdout, stderr)
+		return cli.DeskTest(signalContext(), rest, stdout, stderr)
 	case "service":
-		return agent.Service(rest, stdout, stderr)
+		return service.Main(rest, stdout, stderr)
 	case "demo":
-		return agent.Demo(signalContext(), rest, stdout, stderr)
+		return cli.Demo(signalContext(), rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, agent.VersionString())
 		return 0
@@ -124,8 +128,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 		Logger:        logger,
 		Reload:        reload,
 	}
-	// RunService answers the Windows service manager; elsewhere it just runs.
-	err := agent.RunService(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
+	// service.Run answers the Windows service manager; elsewhere it just runs.
+	err := service.Run(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
 	if err != nil {
 		logger.Error("hsm-agent stopped", "err", err)
 		if errors.Is(err, agent.ErrCannotStart) {
@@ -134,17 +138,6 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", defaultConfig, "configuration `FILE`")
-	asJSON := fs.Bool("json", false, "print a JSON array instead of a table")
-	if err := fs.Parse(args); err != nil {
-		return agent.ExitUnknown
-	}
-	return agent.Check(signalContext(), *configFile, *asJSON, stdout, stderr)
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM.

@@ -1,4 +1,9 @@
-package agent
+// Package cli holds the hsm-agent subcommands other than `run`: check,
+// config check, cases, case, bundle, desk test and demo. Each takes its
+// arguments, writes to stdout and stderr and returns the exit code. They
+// read the state database read-only (rma/store) and reach a running daemon
+// through its control socket; the daemon itself is package agent.
+package cli
 
 import (
 	"context"
@@ -8,17 +13,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hsm-agent/hsm-agent/agent"
 	"github.com/hsm-agent/hsm-agent/agent/config"
-	"github.com/hsm-agent/hsm-agent/collector"
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/store"
@@ -64,11 +66,11 @@ func openCLI(configFile string) (*config.Config, *store.Store, error) {
 	}
 	// The CLI never creates the database: created by root, it would lock
 	// the service user out of its own state.
-	path := filepath.Join(cfg.StateDir, StateDBName)
+	path := filepath.Join(cfg.StateDir, agent.StateDBName)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("no state database at %s (state_dir in %s): the agent has not run yet, so there are no cases", path, cfg.File)
 	}
-	st, err := openStore(cfg)
+	st, err := agent.OpenStore(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,10 +246,10 @@ func Bundle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hsm-agent bundle: %v\n", err)
 		return 1
 	}
-	path, err := requestBundle(ctx, cfg, pos[0])
+	path, err := agent.RequestBundle(ctx, cfg, pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "hsm-agent bundle: no running agent answered (%v); polling once myself\n", err)
-		path, err = localBundle(ctx, cfg, pos[0], nil)
+		path, err = agent.LocalBundle(ctx, cfg, pos[0], nil)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "hsm-agent bundle: %v\n", err)
@@ -262,75 +264,6 @@ func Bundle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, path)
 	return 0
-}
-
-// requestBundle asks the running daemon of cfg, through its control
-// socket in state_dir, to build a bundle.
-func requestBundle(ctx context.Context, cfg *config.Config, serial string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	sock := filepath.Join(cfg.StateDir, ControlSocketName)
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://localhost/api/v1/bundles/"+url.PathEscape(serial), nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("control socket %s: %w", sock, err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Path  string `json:"path"`
-		Error string `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", fmt.Errorf("agent answered %s", resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", errors.New(body.Error)
-	}
-	return body.Path, nil
-}
-
-// localBundle polls the device's module once and builds a bundle from that.
-func localBundle(ctx context.Context, cfg *config.Config, serial string, workerCommand []string) (string, error) {
-	dev, ok := cfg.DeviceBySerial(serial)
-	if !ok {
-		return "", fmt.Errorf("no device with serial %q in %s", serial, cfg.File)
-	}
-	coll, err := collector.New(cfg, collector.Options{WorkerCommand: workerCommand})
-	if err != nil {
-		return "", err
-	}
-	defer coll.Close()
-	coll.PollOnce(ctx, true)
-	res, err := makeBundle(ctx, cfg, bundleSource{coll: coll, inUse: stateBundlesInUse(cfg)}, dev, nil, nil)
-	return res.Path, err
-}
-
-// stateBundlesInUse lists the bundles the state DB's undelivered outbox
-// rows reference, for the CLI (no daemon): none when the agent has never
-// run (no DB), an error when the DB exists but cannot be read.
-func stateBundlesInUse(cfg *config.Config) func(context.Context) ([]string, error) {
-	return func(ctx context.Context) ([]string, error) {
-		path := filepath.Join(cfg.StateDir, StateDBName)
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		st, err := openStore(cfg)
-		if err != nil {
-			return nil, err
-		}
-		defer st.Close()
-		return st.BundlesInUse(ctx)
-	}
 }
 
 func copyFile(from, to string) error {
@@ -363,7 +296,7 @@ func DeskTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if dc.Name != pos[1] {
 			continue
 		}
-		d, err := NewDesk(dc, NewLogger(stderr, 0), DeskOptions{Version: Version})
+		d, err := agent.NewDesk(dc, agent.NewLogger(stderr, 0), agent.DeskOptions{Version: agent.Version})
 		if err != nil {
 			fmt.Fprintf(stderr, "hsm-agent desk test %s: %v\n", dc.Name, err)
 			return 1
@@ -395,4 +328,14 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// osUser names the operator for the case log.
+func osUser() string {
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if u := os.Getenv(k); u != "" {
+			return u
+		}
+	}
+	return ""
 }

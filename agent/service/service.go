@@ -1,10 +1,13 @@
-package agent
-
-// This file holds the platform-neutral part of `hsm-agent service ...`; the
-// Linux side (our hardened systemd unit) is in service_linux.go, Windows and
-// macOS (github.com/kardianos/service defaults) in service_other.go. These
-// files use only the standard library, kardianos/service and package systemd,
-// so they compile for every GOOS even where the rest of package agent needs cgo.
+// Package service is `hsm-agent service ...`: it installs and controls the
+// agent as a system service, and runs the daemon under the Windows service
+// manager (Run).
+//
+// This file holds the platform-neutral part; the Linux side (our hardened
+// systemd unit) is in service_linux.go, Windows and macOS
+// (github.com/kardianos/service defaults) in service_other.go. The package
+// uses only the standard library, kardianos/service and package systemd, so
+// it compiles for every GOOS even where package agent needs cgo.
+package service
 
 import (
 	"context"
@@ -28,9 +31,9 @@ const (
 // Exit codes of `hsm-agent service status`, after the LSB init-script
 // convention: 0 running, 3 not running, 4 status unknown (here: not installed).
 const (
-	ServiceStatusRunning      = 0
-	ServiceStatusStopped      = 3
-	ServiceStatusNotInstalled = 4
+	StatusRunning      = 0
+	StatusStopped      = 3
+	StatusNotInstalled = 4
 )
 
 const serviceUsage = `usage: hsm-agent service install|uninstall|start|stop|status [flags]
@@ -60,16 +63,16 @@ type serviceOptions struct {
 	systemdVersion int
 }
 
-// Service runs `hsm-agent service ACTION [flags]` (args start with ACTION)
+// Main runs `hsm-agent service ACTION [flags]` (args start with ACTION)
 // and returns the exit code: 0 done, 1 failed, 2 usage error; status uses
-// ServiceStatus*. On Linux it installs hsm-agent's own hardened systemd unit
+// Status*. On Linux it installs hsm-agent's own hardened systemd unit
 // (package systemd) through kardianos/service, plus the sysusers and
 // tmpfiles snippets and, on systemd older than
 // systemd.CredentialDirMinVersion, the credentials compat drop-in; --root DIR
 // writes all of them under DIR (image builds) without calling systemctl.
 // On Windows and macOS it uses kardianos/service's own service definition,
 // running `hsm-agent run --config FILE`.
-func Service(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int {
 	opts, code := parseServiceArgs(args, stderr)
 	if code >= 0 {
 		return code
@@ -155,33 +158,33 @@ func printStatus(s service.Service, unit string, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, service.ErrNotInstalled):
 		fmt.Fprintf(stdout, "%s: not installed (hsm-agent service install)\n", unit)
-		return ServiceStatusNotInstalled
+		return StatusNotInstalled
 	case err != nil && strings.Contains(err.Error(), "failed state"):
 		fmt.Fprintf(stdout, "%s: failed (see its logs; systemd: journalctl -u %s)\n", unit, serviceName)
-		return ServiceStatusStopped
+		return StatusStopped
 	case err != nil:
 		fmt.Fprintf(stderr, "hsm-agent service status: %s: %v\n", unit, err)
 		return 1
 	case st == service.StatusRunning:
 		fmt.Fprintf(stdout, "%s: running\n", unit)
-		return ServiceStatusRunning
+		return StatusRunning
 	case st == service.StatusStopped:
 		fmt.Fprintf(stdout, "%s: stopped (hsm-agent service start)\n", unit)
-		return ServiceStatusStopped
+		return StatusStopped
 	default:
 		fmt.Fprintf(stderr, "hsm-agent service status: %s: the service manager reports an unknown status\n", unit)
 		return 1
 	}
 }
 
-// RunService runs the daemon function run under the operating system's
+// Run runs the daemon function run under the operating system's
 // service manager when that manager started this process, and otherwise
 // simply calls run(ctx). Only Windows needs this: its service control
 // manager must be answered through kardianos/service, which cancels run's
 // context when the service is stopped (and stops the service when run
 // returns by itself). Under systemd and launchd the daemon is a plain
 // process stopped by SIGTERM, which ctx already carries.
-func RunService(ctx context.Context, run func(context.Context) error) error {
+func Run(ctx context.Context, run func(context.Context) error) error {
 	if runtime.GOOS != "windows" || service.Interactive() {
 		return run(ctx)
 	}

@@ -1,16 +1,18 @@
-package agent
+package cli
 
 import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hsm-agent/hsm-agent/agent"
 )
 
 // printDiscovered prints the tokens not in the inventory as devices:
 // entries ready to paste into the configuration file. The name comes from
 // the token label (made a valid, unique name); environment defaults to
 // production, which the operator should check since it sets severities.
-func printDiscovered(w io.Writer, configFile string, unexpected []UnexpectedReport) {
+func printDiscovered(w io.Writer, configFile string, unexpected []agent.UnexpectedReport) {
 	if len(unexpected) == 0 {
 		return
 	}

@@ -1,24 +1,9 @@
 package agent
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
-	"text/tabwriter"
 	"time"
 
-	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/collector"
-)
-
-// Exit codes of `hsm-agent check` (monitoring-plugin convention).
-const (
-	ExitOK       = 0
-	ExitDegraded = 1
-	ExitFailed   = 2
-	ExitUnknown  = 3
 )
 
 // DeviceReport is one device as `check --json` and /api/v1/devices show it.
@@ -101,80 +86,4 @@ func timeString(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// ExitCode maps device states to the check exit code: 2 if any device is
-// failed, missing or unresponsive; else 3 if any could not be checked
-// (module error, never polled); else 1 if any is degraded; else 0.
-func ExitCode(reports []DeviceReport) int {
-	code := ExitOK
-	worse := func(c int) {
-		rank := map[int]int{ExitOK: 0, ExitDegraded: 1, ExitUnknown: 2, ExitFailed: 3}
-		if rank[c] > rank[code] {
-			code = c
-		}
-	}
-	for _, r := range reports {
-		switch collector.State(r.State) {
-		case collector.StateHealthy:
-		case collector.StateDegraded:
-			worse(ExitDegraded)
-		case collector.StateFailed, collector.StateMissing, collector.StateUnresponsive:
-			worse(ExitFailed)
-		default:
-			worse(ExitUnknown)
-		}
-	}
-	return code
-}
-
-// Check polls every module once with a fresh worker, prints a table or a
-// JSON array of devices and returns the exit code (see ExitCode).
-func Check(ctx context.Context, configFile string, asJSON bool, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(configFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "%v\n", err)
-		return ExitUnknown
-	}
-	return checkConfig(ctx, cfg, nil, asJSON, stdout, stderr)
-}
-
-func checkConfig(ctx context.Context, cfg *config.Config, workerCommand []string, asJSON bool, stdout, stderr io.Writer) int {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	coll, err := collector.New(cfg, collector.Options{
-		Logger:        logger,
-		WorkerCommand: workerCommand,
-		Known:         readOnlySlots(ctx, cfg, logger),
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "hsm-agent check: %v\n", err)
-		return ExitUnknown
-	}
-	defer coll.Close()
-	snap := coll.PollOnce(ctx, true)
-	reports := Reports(snap)
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(reports); err != nil {
-			fmt.Fprintf(stderr, "hsm-agent check: %v\n", err)
-			return ExitUnknown
-		}
-	} else {
-		printTable(stdout, reports, unexpectedReports(snap))
-		printDiscovered(stdout, cfg.File, unexpectedReports(snap))
-	}
-	return ExitCode(reports)
-}
-
-func printTable(w io.Writer, reports []DeviceReport, unexpected []UnexpectedReport) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tSERIAL\tMODULE\tSTATE\tFIRMWARE\tREASON")
-	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Device, r.Serial, r.Module, r.State, r.Firmware, r.Reason)
-	}
-	for _, u := range unexpected {
-		fmt.Fprintf(tw, "(unexpected)\t%s\t%s\t-\t\ttoken %q is not in the inventory\n", u.Serial, u.Module, u.Label)
-	}
-	_ = tw.Flush()
 }

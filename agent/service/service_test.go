@@ -1,6 +1,6 @@
 //go:build linux
 
-package agent
+package service
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 // private mount namespace).
 func init() {
 	if os.Getenv("HSM_AGENT_TEST_SERVICE") == "1" && len(os.Args) > 1 && os.Args[1] == "service" {
-		os.Exit(Service(os.Args[2:], os.Stdout, os.Stderr))
+		os.Exit(Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 }
 
@@ -54,7 +54,7 @@ func writeTestFile(t *testing.T, p, content string, mode os.FileMode) {
 func runService(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = Service(args, &out, &errb)
+	code = Main(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -420,14 +420,14 @@ func TestRunServiceOutsideAServiceManager(t *testing.T) {
 	type key struct{}
 	ctx := context.WithValue(context.Background(), key{}, "x")
 	sentinel := errors.New("daemon stopped")
-	err := RunService(ctx, func(got context.Context) error {
+	err := Run(ctx, func(got context.Context) error {
 		if got.Value(key{}) != "x" {
-			t.Error("RunService did not pass the caller's context")
+			t.Error("Run did not pass the caller's context")
 		}
 		return sentinel
 	})
 	if !errors.Is(err, sentinel) {
-		t.Errorf("RunService = %v, want the daemon's error", err)
+		t.Errorf("Run = %v, want the daemon's error", err)
 	}
 }
 

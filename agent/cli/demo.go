@@ -1,4 +1,4 @@
-package agent
+package cli
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hsm-agent/hsm-agent/agent"
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 )
@@ -191,7 +192,7 @@ func runDemo(ctx context.Context, dir, listen string, stdout, stderr io.Writer) 
   its events and diagnostics bundle land in %s/{vendor,ops,pager}/.
   Ctrl-C stops the agent.
 `, rel(dir), rel(cfgFile), listen, listen, self, rel(cfgFile), self, rel(dir), self, rel(dir), self, rel(cfgFile), rel(filepath.Join(dir, "spool")))
-	return Run(ctx, Options{ConfigFile: cfgFile, Logger: NewLogger(stderr, slog.LevelInfo)})
+	return agent.Run(ctx, agent.Options{ConfigFile: cfgFile, Logger: agent.NewLogger(stderr, slog.LevelInfo)})
 }
 
 // demoFaults opens the demo's fault control directory and finds a device's serial.
