@@ -58,10 +58,15 @@ func TestCheckCrashingTokenIsOneDevice(t *testing.T) {
 	if err := s.faults.Set(s.serial(1), pkcs11test.FaultCrash, ""); err != nil {
 		t.Fatal(err)
 	}
-	_, got := checkStates(t, s.config)
+	code, got := checkStates(t, s.config)
 	wantStates(t, got, map[string]string{"hsm-0": "healthy", "hsm-1": "module_error", "hsm-2": "healthy"})
 	if r := got["hsm-1"].Reason; !strings.Contains(r, "SIGABRT in C_GetTokenInfo") {
 		t.Errorf("hsm-1 reason %q, want the signal and the call", r)
+	}
+	// The token's own crash is that device failing (2), not a module that
+	// could not be checked (3).
+	if code != ExitFailed {
+		t.Errorf("exit %d, want %d (the crashed device failed)", code, ExitFailed)
 	}
 }
 

@@ -8,15 +8,18 @@ import (
 
 // DeviceReport is one device as `check --json` and /api/v1/devices show it.
 type DeviceReport struct {
-	Device            string        `json:"device"`
-	Serial            string        `json:"serial"`
-	Module            string        `json:"module"`
-	Environment       string        `json:"environment"`
-	Pool              string        `json:"pool,omitempty"`
-	Tier              string        `json:"tier,omitempty"`
-	State             string        `json:"state"`
-	Kind              string        `json:"kind,omitempty"`
-	Reason            string        `json:"reason,omitempty"`
+	Device      string `json:"device"`
+	Serial      string `json:"serial"`
+	Module      string `json:"module"`
+	Environment string `json:"environment"`
+	Pool        string `json:"pool,omitempty"`
+	Tier        string `json:"tier,omitempty"`
+	State       string `json:"state"`
+	Kind        string `json:"kind,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	// ModuleWide is set when State is the module's (its library failed
+	// before any token answered), not this device's own.
+	ModuleWide        bool          `json:"module_wide,omitempty"`
 	Label             string        `json:"label,omitempty"`
 	Model             string        `json:"model,omitempty"`
 	Manufacturer      string        `json:"manufacturer,omitempty"`
@@ -53,7 +56,7 @@ func Reports(snap collector.Snapshot) []DeviceReport {
 		r := DeviceReport{
 			Device: d.Device, Serial: d.Serial, Module: d.Module,
 			Environment: d.Inventory.Environment, Pool: d.Inventory.Pool, Tier: d.Inventory.Contract.Tier,
-			State: string(d.State), Kind: string(d.Kind), Reason: d.Reason,
+			State: string(d.State), Kind: string(d.Kind), Reason: d.Reason, ModuleWide: d.ModuleWide,
 			Since: timeString(d.Since), LastSuccess: timeString(d.LastSuccess),
 		}
 		if r.State == "" {

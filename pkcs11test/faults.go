@@ -169,6 +169,14 @@ func (f *Faults) ClearModule(fault Fault) error {
 	return f.remove(moduleScope, fault)
 }
 
+// ClearModuleAll removes every module-wide fault; token faults stay.
+func (f *Faults) ClearModuleAll() error {
+	if err := os.RemoveAll(filepath.Join(f.Dir, moduleScope)); err != nil {
+		return fmt.Errorf("pkcs11test: clear module faults: %w", err)
+	}
+	return nil
+}
+
 // ClearAll removes every fault, releasing any call blocked by FaultHang.
 func (f *Faults) ClearAll() error {
 	ents, err := os.ReadDir(f.Dir)

@@ -435,3 +435,26 @@ func TestClearTokenKeepsOtherTokensFaults(t *testing.T) {
 		t.Error("a serial with a slash was accepted")
 	}
 }
+
+// ClearModuleAll removes the module-wide faults and leaves the tokens'.
+func TestClearModuleAllKeepsTokenFaults(t *testing.T) {
+	f, err := NewFaults(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetModule(FaultSegv, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set("aaaa", FaultMissing, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ClearModuleAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(f.Dir, moduleScope)); !os.IsNotExist(err) {
+		t.Errorf("module faults still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.Dir, "aaaa", string(FaultMissing))); err != nil {
+		t.Errorf("the token's fault went too: %v", err)
+	}
+}

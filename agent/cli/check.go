@@ -23,8 +23,10 @@ const (
 )
 
 // ExitCode maps device states to the check exit code: 2 if any device is
-// failed, missing or unresponsive; else 3 if any could not be checked
-// (module error, never polled); else 1 if any is degraded; else 0.
+// failed, missing or unresponsive, or crashed its module's library on its
+// own (a module error of that token alone); else 3 if any could not be
+// checked (its module failed as a whole, never polled); else 1 if any is
+// degraded; else 0.
 func ExitCode(reports []agent.DeviceReport) int {
 	code := ExitOK
 	worse := func(c int) {
@@ -40,6 +42,12 @@ func ExitCode(reports []agent.DeviceReport) int {
 			worse(ExitDegraded)
 		case collector.StateFailed, collector.StateMissing, collector.StateUnresponsive:
 			worse(ExitFailed)
+		case collector.StateModuleError:
+			if r.ModuleWide {
+				worse(ExitUnknown)
+			} else {
+				worse(ExitFailed)
+			}
 		default:
 			worse(ExitUnknown)
 		}

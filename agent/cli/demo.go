@@ -24,9 +24,15 @@ const demoUsage = `Usage:
   hsm-agent demo fail DEVICE FAULT [VALUE] [--dir DIR]
       inject FAULT into the demo device DEVICE (hsm-a, hsm-b or hsm-c); FAULT is one of
       missing, device_error, hang, slow (VALUE = milliseconds), firmware (VALUE = "12.50"),
-      serial (VALUE = new serial), flags (VALUE = e.g. user_pin_locked), crash
-  hsm-agent demo clear [DEVICE] [--dir DIR]
-      remove the faults of DEVICE, or of every device
+      serial (VALUE = new serial), label (VALUE = new label), flags (VALUE = e.g.
+      user_pin_locked), crash (abort), segv (segmentation fault), chatter (the library
+      prints on stdout and stderr), flood (VALUE = bytes written to stdout, no newline)
+  hsm-agent demo fail module FAULT [VALUE] [--dir DIR]
+      inject a fault into the whole PKCS#11 module: init_error, crash, segv, hang,
+      slow, device_error (VALUE = C_ function names, default C_GetSlotList), chatter, flood
+  hsm-agent demo clear [DEVICE|module] [--dir DIR]
+      remove the faults of DEVICE, of the module, or every fault
+  SIGHUP reloads DIR/config.yml, as for "run".
 `
 
 // demoDevices is the demo inventory: mixed tiers, environments and pools.
@@ -185,14 +191,15 @@ func runDemo(ctx context.Context, dir, listen string, stdout, stderr io.Writer) 
   status page:  http://%s/
   in another terminal:
     %s check --config %s                 one poll, as a table
-    %s demo fail hsm-b device_error --dir %s    make hsm-b fail (try: missing, hang, slow 3000, crash)
+    %s demo fail hsm-b device_error --dir %s    make hsm-b fail (try: missing, hang, slow 3000, crash;
+                                                      or the whole module: demo fail module init_error)
     %s demo clear --dir %s                      remove every fault
     %s cases --config %s                 the cases a confirmed fault opened
   A fault seen on 3 consecutive polls (one after a fresh C_Initialize) opens a case:
   its events and diagnostics bundle land in %s/{vendor,ops,pager}/.
   Ctrl-C stops the agent.
 `, rel(dir), rel(cfgFile), listen, listen, self, rel(cfgFile), self, rel(dir), self, rel(dir), self, rel(cfgFile), rel(filepath.Join(dir, "spool")))
-	return agent.Run(ctx, agent.Options{ConfigFile: cfgFile, Logger: agent.NewLogger(stderr, slog.LevelInfo)})
+	return agent.Run(ctx, agent.Options{ConfigFile: cfgFile, Logger: agent.NewLogger(stderr, slog.LevelInfo), Reload: HangupReloads()})
 }
 
 // demoFaults opens the demo's fault control directory and finds a device's serial.
@@ -219,7 +226,21 @@ func demoFaults(dir, device string) (*pkcs11test.Faults, string, error) {
 	return faults, d.Serial, nil
 }
 
+// demoModule names the whole module in `demo fail` and `demo clear`.
+const demoModule = "module"
+
 func demoFault(dir, device, fault, value string, stdout io.Writer) error {
+	if device == demoModule {
+		faults, _, err := demoFaults(dir, "")
+		if err != nil {
+			return err
+		}
+		if err := faults.SetModule(pkcs11test.Fault(fault), value); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "module softhsm: %s %s injected; the next poll sees it\n", fault, value)
+		return nil
+	}
 	faults, serial, err := demoFaults(dir, device)
 	if err != nil {
 		return err
@@ -232,13 +253,20 @@ func demoFault(dir, device, fault, value string, stdout io.Writer) error {
 }
 
 func demoClear(dir, device string, stdout io.Writer) error {
-	faults, serial, err := demoFaults(dir, device)
+	name := device
+	if device == demoModule {
+		name = ""
+	}
+	faults, serial, err := demoFaults(dir, name)
 	if err != nil {
 		return err
 	}
-	if device == "" {
+	switch device {
+	case demoModule:
+		err = faults.ClearModuleAll()
+	case "":
 		err = faults.ClearAll()
-	} else {
+	default:
 		err = faults.ClearToken(serial)
 	}
 	if err != nil {

@@ -111,17 +111,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 2
 	}
 	logger := agent.NewLogger(stderr, lvl)
-	reload := make(chan struct{}, 1)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default: // a reload is already pending
-			}
-		}
-	}()
+	reload := cli.HangupReloads()
 	opts := agent.Options{
 		ConfigFile:    *configFile,
 		WebConfigFile: *webConfig,
