@@ -17,6 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The zone database is built in, so a calendar's zone never depends on
+	// the host having tzdata (minimal images and containers lack it).
+	_ "time/tzdata"
 )
 
 // Regions of the vendor's support offices (the keys of calendars.<region>).
