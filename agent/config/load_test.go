@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 func TestLoadExample(t *testing.T) {
@@ -56,9 +58,23 @@ func TestLoadExample(t *testing.T) {
 	check("device contract region", d.Contract.Region, RegionEMEA)
 	check("device contract expires", d.Contract.Expires.String(), "2027-06-30")
 	check("device contract expires time", d.Contract.Expires.Time, time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC))
-	check("device site", d.Site, Site{Address: "1 Quay St, Leeds", Contact: "Ops desk", Phone: "+44 113 000 0000"})
+	check("device site", d.Site, Site{Address: "1 Quay St, Leeds", Contact: "Ops desk", Phone: "+44 113 000 0000", Country: "GB"})
 	check("device pin_file", d.PINFile, "/etc/hsm-agent/pins/hsm-a")
-	check("Firmware", c.Firmware, Firmware{Minimum: "12.60", Approved: []string{"12.60", "12.80"}})
+	check("Firmware", c.Firmware, Firmware{Minimum: "12.60", Approved: []string{"12.60", "12.80"}, EndOfLife: []string{"12.40"}})
+	check("Calendars", c.Calendars, map[string]Calendar{RegionEMEA: {Timezone: "Europe/London", Hours: "08:30-17:00",
+		Holidays: []Date{{time.Date(2026, 12, 25, 0, 0, 0, 0, time.UTC)}, {time.Date(2026, 12, 28, 0, 0, 0, 0, time.UTC)}}, RMACutoff: "15:00"}})
+	check("RMA", c.RMA, RMA{ReturnDays: 30, RequireZeroizeAttestation: true})
+	check("AutoCloseAfter", c.AutoCloseAfter, time.Hour)
+	check("API", c.API, API{TokenFile: "/etc/hsm-agent/credentials/api.token"})
+	// The calendar builds: Christmas is no business day, the cut-off is set.
+	cal, err := calendar.New(RegionEMEA, c.Calendars[RegionEMEA].Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cut, ok := cal.Cutoff(); !ok || cut != 15*time.Hour || cal.IsBusinessDay(time.Date(2026, 12, 28, 12, 0, 0, 0, time.UTC)) ||
+		!cal.IsBusinessDay(time.Date(2026, 12, 29, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("calendar from the example: cut-off %v %v", cut, ok)
+	}
 	check("Desks", c.Desks, []Desk{
 		{Name: "vendor", Type: DeskWebhook, Role: RoleVendor, Upload: UploadAuto,
 			URL: "https://support.example/hooks/hsm", SecretFile: "/etc/hsm-agent/vendor.key", Timeout: 10 * time.Second},
@@ -117,7 +133,7 @@ func TestLoadCaseSettings(t *testing.T) {
 var invalid = map[string]string{
 	"invalid-empty.yml":              `testdata/invalid-empty.yml:1: ` + errEmptyFile,
 	"invalid-comments-only.yml":      `testdata/invalid-comments-only.yml:1: ` + errEmptyFile,
-	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars, flap_limit, flap_window, reopen_window, diagnostics`,
+	"invalid-unknown-field.yml":      `testdata/invalid-unknown-field.yml:3: colour: unknown field "colour"; allowed here: state_dir, listen, poll_interval, recheck_interval, probe_timeout, reinit_interval, selftest_interval, slow_threshold, confirm_polls, modules, pools, devices, firmware, desks, calendars, flap_limit, flap_window, reopen_window, diagnostics, rma, auto_close_after, api`,
 	"invalid-unknown-field-typo.yml": `testdata/invalid-unknown-field-typo.yml:6: devices[0].serail: unknown field "serail"; did you mean "serial"?`,
 	"invalid-duration.yml":           `testdata/invalid-duration.yml:1: poll_interval: "15x" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "15s"`,
 	"invalid-duration-no-unit.yml":   `testdata/invalid-duration-no-unit.yml:1: probe_timeout: "10" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "10s"`,
@@ -179,8 +195,22 @@ var invalid = map[string]string{
 		`testdata/invalid-timeout-type.yml:9: diagnostics.commands[0].timeout: "1 minute" is not a valid duration; use a number and a unit (ms, s, m, h), e.g. "30s"`,
 	"invalid-desk-timeout-unused.yml": `testdata/invalid-desk-timeout-unused.yml:2: desks[0].timeout: not used by a spool desk; remove it`,
 	"invalid-desk-phones-role.yml":    `testdata/invalid-desk-phones-role.yml:6: desks[0].phones: only a desk with role vendor has phones (this one has role "internal"); remove phones or set role: vendor`,
-	"invalid-desk-phones-region.yml": `testdata/invalid-desk-phones-region.yml:8: desks[0].phones.europe: "europe" is not a region; use one of emea, apac, americas` + "\n" +
-		`testdata/invalid-desk-phones-region.yml:9: desks[0].phones.apac: required; set the vendor's support phone number for this region, e.g. "+44 20 7946 0000"`,
+	"invalid-desk-phones-region.yml": `testdata/invalid-desk-phones-region.yml:8: desks[0].phones.europe: "europe" is neither a region nor a country; use one of emea, apac, americas, or an ISO 3166 country code such as "AU"` + "\n" +
+		`testdata/invalid-desk-phones-region.yml:9: desks[0].phones.apac: required; set the vendor's support phone number for this region or country, e.g. "+44 20 7946 0000"` + "\n" +
+		`testdata/invalid-desk-phones-region.yml:11: desks[0].phones.gb: "gb" is neither a region nor a country; use one of emea, apac, americas, or an ISO 3166 country code such as "AU"`,
+	"invalid-calendar-timezone.yml": `testdata/invalid-calendar-timezone.yml:3: calendars.emea.timezone: "Europe/Londn" is not a time zone; use an IANA name such as "Europe/London"` + "\n" +
+		`testdata/invalid-calendar-timezone.yml:5: calendars.apac.timezone: "Local" is not a time zone; use an IANA name such as "Europe/London"`,
+	"invalid-calendar-hours.yml": `testdata/invalid-calendar-hours.yml:3: calendars.emea.hours: "8:30-17:00" is not office hours; use HH:MM-HH:MM in 24-hour time, e.g. "08:30-17:00"` + "\n" +
+		`testdata/invalid-calendar-hours.yml:5: calendars.americas.hours: "21:00-09:00" closes before it opens; use HH:MM-HH:MM with the opening first, e.g. "08:30-17:00"`,
+	"invalid-calendar-cutoff.yml": `testdata/invalid-calendar-cutoff.yml:3: calendars.emea.rma_cutoff: "3pm" is not a time of day; use HH:MM in 24-hour time, e.g. "15:00"` + "\n" +
+		`testdata/invalid-calendar-cutoff.yml:6: calendars.apac.rma_cutoff: "18:00" is outside the office hours 09:00-17:00; set a time after the opening and at or before the closing` + "\n" +
+		`testdata/invalid-calendar-cutoff.yml:8: calendars.americas.rma_cutoff: "08:00" is outside the office hours 09:00-21:00; set a time after the opening and at or before the closing`,
+	"invalid-site-country.yml":                  `testdata/invalid-site-country.yml:9: devices[0].site.country: "uk" is not an ISO 3166 country code; use its two capital letters, e.g. "GB" or "AU"`,
+	"invalid-firmware-end-of-life.yml":          `testdata/invalid-firmware-end-of-life.yml:4: firmware.end_of_life[1]: "12.x" is not a version; use dotted numbers, e.g. "12.60"`,
+	"invalid-rma-return-days.yml":               `testdata/invalid-rma-return-days.yml:2: rma.return_days: must be at least 1 (calendar days to return the faulty unit of an advance replacement), got 0; the default is 30`,
+	"invalid-rma-attestation-type.yml":          `testdata/invalid-rma-attestation-type.yml:2: rma.require_zeroize_attestation: "yes please" is not a boolean; use true or false`,
+	"invalid-auto-close-after.yml":              `testdata/invalid-auto-close-after.yml:1: auto_close_after: must be greater than zero, got "0s"; the default is "1h"`,
+	"invalid-api-unknown-field.yml":             `testdata/invalid-api-unknown-field.yml:2: api.token: unknown field "token"; allowed here: token_file`,
 	"invalid-desk-rate.yml":                     `testdata/invalid-desk-rate.yml:2: desks[0].rate_per_minute: must be 0 or more (0 means no limit), got -1`,
 	"invalid-diagnostics-command-name.yml":      `testdata/invalid-diagnostics-command-name.yml:3: diagnostics.commands[0].name: required; every diagnostics command needs a unique name (it names the command's output in the bundle)`,
 	"invalid-diagnostics-command-duplicate.yml": `testdata/invalid-diagnostics-command-duplicate.yml:4: diagnostics.commands[1].name: duplicate command name "enquiry", already used by diagnostics.commands[0]; each must be unique`,
@@ -261,6 +291,18 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 	d := Default()
+	if d.RMA != (RMA{ReturnDays: 30, RequireZeroizeAttestation: true}) || d.AutoCloseAfter != time.Hour || d.Calendars != nil {
+		t.Errorf("Default() RMA %+v, auto_close_after %v, calendars %v", d.RMA, d.AutoCloseAfter, d.Calendars)
+	}
+	// A file may turn the attestation off and keep the other defaults.
+	if c, err := Parse([]byte("rma: {require_zeroize_attestation: false}\n"), "mem.yml"); err != nil ||
+		c.RMA != (RMA{ReturnDays: 30}) {
+		t.Errorf("rma without return_days: %+v, %v", c, err)
+	}
+	// Desk phones take regions and ISO country codes.
+	if _, err := Parse([]byte("desks:\n  - {name: v, type: spool, role: vendor, dir: /d, phones: {emea: '+44 1', AU: '+61 8', JP: '+81 50'}}\n"), "mem.yml"); err != nil {
+		t.Errorf("phones by country: %v", err)
+	}
 	if d.Listen != "127.0.0.1:9842" || d.PollInterval != 15*time.Second || d.RecheckInterval != 2*time.Second ||
 		d.ProbeTimeout != 10*time.Second || d.ReinitInterval != 5*time.Minute || d.SelftestInterval != 10*time.Minute ||
 		d.SlowThreshold != 2*time.Second || d.ConfirmPolls != 3 || d.StateDir != "/var/lib/hsm-agent" {
@@ -380,7 +422,8 @@ func TestCheckFiles(t *testing.T) {
 	yml := "modules:\n  - {name: ok, library: " + lib + "}\n  - {name: gone, library: " + dir + "/missing.so}\n" +
 		"devices:\n  - {name: a, serial: '1', module: ok, environment: production, pin_file: " + pin + "}\n" +
 		"  - {name: b, serial: '2', module: ok, environment: production, pin_file: " + dir + "}\n" +
-		"desks:\n  - {name: v, type: webhook, role: vendor, url: 'https://x.example/h', secret_file: " + open + "}\n"
+		"desks:\n  - {name: v, type: webhook, role: vendor, url: 'https://x.example/h', secret_file: " + open + "}\n" +
+		"api: {token_file: " + open + "}\n"
 	c, err := Parse([]byte(yml), "f.yml")
 	if err != nil {
 		t.Fatalf("missing files must not fail Load: %v", err)
@@ -394,6 +437,7 @@ func TestCheckFiles(t *testing.T) {
 		"f.yml:3: modules[1].library: file " + dir + "/missing.so does not exist",
 		"f.yml:6: devices[1].pin_file: " + dir + " is a directory; name a file",
 		"f.yml:8: desks[0].secret_file: secret file " + open + " is readable by any user; run chmod o-rwx " + open,
+		"f.yml:9: api.token_file: secret file " + open + " is readable by any user; run chmod o-rwx " + open,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("CheckFiles:\n got %q\nwant %q", got, want)

@@ -6,6 +6,8 @@ package config
 import (
 	"strings"
 	"time"
+
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 // Environments a device may belong to.
@@ -67,6 +69,8 @@ const (
 	DefaultRetention        = 10
 	DefaultDeskTimeout      = 10 * time.Second // per delivery attempt of an HTTP desk
 	DefaultCommandTimeout   = 30 * time.Second // per diagnostics command
+	DefaultReturnDays       = 30               // advance replacement: days to return the faulty unit
+	DefaultAutoCloseAfter   = time.Hour        // continuous health before a cleared case closes by itself
 )
 
 // Config is the whole agent configuration as loaded from one YAML file.
@@ -106,6 +110,14 @@ type Config struct {
 	ReopenWindow time.Duration `yaml:"reopen_window" json:"reopen_window"`
 	// Diagnostics configures the diagnostics bundles attached to cases.
 	Diagnostics Diagnostics `yaml:"diagnostics" json:"diagnostics"`
+	// RMA holds the hardware-return settings.
+	RMA RMA `yaml:"rma" json:"rma"`
+	// AutoCloseAfter is how long a device must stay healthy before a
+	// cleared flow-none case closes, or a hardware case the vendor has not
+	// confirmed is cancelled, by itself.
+	AutoCloseAfter time.Duration `yaml:"auto_close_after" json:"auto_close_after"`
+	// API configures the case API (/api/v1/cases/{id}/events).
+	API API `yaml:"api" json:"api"`
 
 	// File is the path the configuration was loaded from (not part of the YAML).
 	File string `yaml:"-" json:"-"`
@@ -126,7 +138,8 @@ type lineTable struct{ byPath map[string]int }
 func Default() *Config {
 	c := &Config{StateDir: DefaultStateDir, Listen: DefaultListen, ConfirmPolls: DefaultConfirmPolls,
 		FlapLimit:   DefaultFlapLimit,
-		Diagnostics: Diagnostics{MaxBundleBytes: DefaultMaxBundleBytes, Retention: DefaultRetention}}
+		Diagnostics: Diagnostics{MaxBundleBytes: DefaultMaxBundleBytes, Retention: DefaultRetention},
+		RMA:         RMA{ReturnDays: DefaultReturnDays, RequireZeroizeAttestation: true}}
 	for _, d := range c.durations() {
 		*d.value = d.def
 	}
@@ -152,6 +165,7 @@ func (c *Config) durations() []durationSetting {
 		{"slow_threshold", &c.SlowThreshold, DefaultSlowThreshold},
 		{"flap_window", &c.FlapWindow, DefaultFlapWindow},
 		{"reopen_window", &c.ReopenWindow, DefaultReopenWindow},
+		{"auto_close_after", &c.AutoCloseAfter, DefaultAutoCloseAfter},
 	}
 }
 
@@ -244,12 +258,18 @@ type Site struct {
 	Address string `yaml:"address" json:"address,omitempty"`
 	Contact string `yaml:"contact" json:"contact,omitempty"`
 	Phone   string `yaml:"phone" json:"phone,omitempty"`
+	// Country is the site's ISO 3166-1 alpha-2 code ("GB"); a vendor phone
+	// line for the country wins over the region's.
+	Country string `yaml:"country" json:"country,omitempty"`
 }
 
 // Firmware is the fleet's firmware policy.
 type Firmware struct {
 	Minimum  string   `yaml:"minimum" json:"minimum,omitempty"`
 	Approved []string `yaml:"approved" json:"approved,omitempty"`
+	// EndOfLife lists versions the vendor no longer services: a device
+	// running one gets a severity-3 firmware case (support-model.md section 7).
+	EndOfLife []string `yaml:"end_of_life" json:"end_of_life,omitempty"`
 }
 
 // Desk is a destination for case events. Type-specific settings sit beside
@@ -270,7 +290,8 @@ type Desk struct {
 	// Dir is the spool directory of a spool desk.
 	Dir string `yaml:"dir" json:"dir,omitempty"`
 	// Phones are the vendor's support phone numbers by region (emea, apac,
-	// americas), put into severity-1 pages so that someone calls; vendor desks.
+	// americas) or by ISO 3166 country code ("AU"), put into pages so that
+	// someone calls; vendor desks. They override the built-in nshield lines.
 	Phones map[string]string `yaml:"phones" json:"phones,omitempty"`
 	// Timeout bounds one delivery attempt of an HTTP desk; Parse sets
 	// DefaultDeskTimeout where a webhook desk leaves it out.
@@ -303,7 +324,42 @@ type DiagnosticCommand struct {
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
-// Calendar lists one region's public holidays.
+// Calendar is one region's business calendar (calendars.<region>); empty
+// fields take the region's defaults of support-model.md section 1 (see
+// package rma/calendar).
 type Calendar struct {
+	// Timezone is an IANA zone name, e.g. "Europe/London".
+	Timezone string `yaml:"timezone" json:"timezone,omitempty"`
+	// Hours are the vendor office's hours, "HH:MM-HH:MM", e.g. "08:30-17:00".
+	Hours    string `yaml:"hours" json:"hours,omitempty"`
 	Holidays []Date `yaml:"holidays" json:"holidays"`
+	// RMACutoff "HH:MM" (optional): a fault confirmed after it counts from
+	// the next business day.
+	RMACutoff string `yaml:"rma_cutoff" json:"rma_cutoff,omitempty"`
+}
+
+// Spec returns the calendar in the form calendar.New takes.
+func (c Calendar) Spec() calendar.Spec {
+	s := calendar.Spec{Timezone: c.Timezone, Hours: c.Hours, Cutoff: c.RMACutoff}
+	for _, d := range c.Holidays {
+		s.Holidays = append(s.Holidays, d.Time)
+	}
+	return s
+}
+
+// RMA holds the hardware-return settings (support-model.md sections 1, 7).
+type RMA struct {
+	// ReturnDays is how many calendar days an advance replacement leaves
+	// to return the faulty unit (default 30).
+	ReturnDays int `yaml:"return_days" json:"return_days"`
+	// RequireZeroizeAttestation refuses the event that ships a faulty unit
+	// without --attest zeroized (default true).
+	RequireZeroizeAttestation bool `yaml:"require_zeroize_attestation" json:"require_zeroize_attestation"`
+}
+
+// API configures the agent's case API.
+type API struct {
+	// TokenFile holds the bearer token of /api/v1/cases/{id}/events (or the
+	// systemd credential api.token); no token means the API is off.
+	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
 }

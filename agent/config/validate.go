@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 // FieldError is one problem of a configuration: where it is and what to do.
@@ -276,14 +278,19 @@ func (c *Config) validate() []*FieldError {
 			p.oneOf(path+".contract.tier", "tier", ct.Tier, tiers)
 			p.oneOf(path+".contract.region", "region", ct.Region, regions)
 		}
+		if cc := d.Site.Country; cc != "" && !IsCountry(cc) {
+			p.add(path+".site.country", "%q is not an ISO 3166 country code; use its two capital letters, e.g. \"GB\" or \"AU\"", cc)
+		}
 	}
 
 	if v := c.Firmware.Minimum; v != "" && !reVersion.MatchString(v) {
 		p.add("firmware.minimum", "%q is not a version; use dotted numbers, e.g. \"12.60\"", v)
 	}
-	for i, v := range c.Firmware.Approved {
-		if !reVersion.MatchString(v) {
-			p.add(fmt.Sprintf("firmware.approved[%d]", i), "%q is not a version; use dotted numbers, e.g. \"12.60\"", v)
+	for list, versions := range map[string][]string{"approved": c.Firmware.Approved, "end_of_life": c.Firmware.EndOfLife} {
+		for i, v := range versions {
+			if !reVersion.MatchString(v) {
+				p.add(fmt.Sprintf("firmware.%s[%d]", list, i), "%q is not a version; use dotted numbers, e.g. \"12.60\"", v)
+			}
 		}
 	}
 
@@ -303,12 +310,50 @@ func (c *Config) validate() []*FieldError {
 
 	c.validateDiagnostics(p)
 
-	for _, region := range slices.Sorted(maps.Keys(c.Calendars)) {
-		if !contains(regions, region) {
-			p.add("calendars."+region, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
-		}
+	c.validateCalendars(p)
+	if c.RMA.ReturnDays < 1 {
+		p.add("rma.return_days", "must be at least 1 (calendar days to return the faulty unit of an advance replacement), got %d; the default is %d",
+			c.RMA.ReturnDays, DefaultReturnDays)
 	}
 	return p.errs
+}
+
+// validateCalendars checks calendars.<region> with the parsers of package
+// rma/calendar, the one place their formats are defined.
+func (c *Config) validateCalendars(p *problems) {
+	for _, region := range slices.Sorted(maps.Keys(c.Calendars)) {
+		path := "calendars." + region
+		def, ok := calendar.Defaults(region)
+		if !ok {
+			p.add(path, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
+			continue
+		}
+		cal := c.Calendars[region]
+		if cal.Timezone != "" {
+			if _, err := calendar.LoadLocation(cal.Timezone); err != nil {
+				p.add(path+".timezone", "%v", err)
+			}
+		}
+		hoursOK := true
+		if cal.Hours == "" {
+			cal.Hours = def.Hours
+		} else if _, err := calendar.ParseHours(cal.Hours); err != nil {
+			p.add(path+".hours", "%v", err)
+			hoursOK = false
+		}
+		if cal.RMACutoff == "" {
+			continue
+		}
+		var err error
+		if hours, herr := calendar.ParseHours(cal.Hours); hoursOK && herr == nil {
+			_, err = calendar.CheckCutoff(cal.RMACutoff, hours)
+		} else {
+			_, err = calendar.ParseTimeOfDay(cal.RMACutoff)
+		}
+		if err != nil {
+			p.add(path+".rma_cutoff", "%v", err)
+		}
+	}
 }
 
 // validateDeskType checks a desk's type and its type-specific settings.
@@ -357,12 +402,13 @@ func (c *Config) validateDeskType(p *problems, path string, d Desk) {
 			p.add(path+".phones", "only a desk with role vendor has phones (this one has role %q); remove phones or set role: vendor", d.Role)
 			return
 		}
-		for _, region := range slices.Sorted(maps.Keys(d.Phones)) {
+		for _, key := range slices.Sorted(maps.Keys(d.Phones)) {
 			switch {
-			case !contains(regions, region):
-				p.add(path+".phones."+region, "%q is not a region; use one of %s", region, strings.Join(regions, ", "))
-			case strings.TrimSpace(d.Phones[region]) == "":
-				p.add(path+".phones."+region, "required; set the vendor's support phone number for this region, e.g. \"+44 20 7946 0000\"")
+			case !contains(regions, key) && !IsCountry(key):
+				p.add(path+".phones."+key, "%q is neither a region nor a country; use one of %s, or an ISO 3166 country code such as \"AU\"",
+					key, strings.Join(regions, ", "))
+			case strings.TrimSpace(d.Phones[key]) == "":
+				p.add(path+".phones."+key, "required; set the vendor's support phone number for this region or country, e.g. \"+44 20 7946 0000\"")
 			}
 		}
 	}
@@ -495,5 +541,6 @@ func (c *Config) CheckFiles() []error {
 		check(fmt.Sprintf("desks[%d].secret_file", i), d.SecretFile, true)
 		check(fmt.Sprintf("desks[%d].token_file", i), d.TokenFile, true)
 	}
+	check("api.token_file", c.API.TokenFile, true)
 	return errs
 }

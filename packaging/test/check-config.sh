@@ -26,17 +26,19 @@ check() { # check DESCRIPTION FILE
 
 check "packaging/config.yml as shipped" "$CFG"
 
-# Uncomment the examples: the commented list items under `devices: []` and
-# `# desks:`, and `# firmware:`.
+# Uncomment the examples: the commented list items under `devices: []`,
+# `# desks:` and `# calendars:`, and `# firmware:`, `# rma:`,
+# `# auto_close_after:`, `# api:`.
 awk '
 	/^devices: \[\]/ { print "devices:"; block = 1; next }
 	/^# desks:/      { print "desks:"; block = 1; next }
-	/^# firmware:/   { sub(/^# /, ""); print; block = 0; next }
+	/^# calendars:/  { print "calendars:"; block = 1; next }
+	/^# (firmware|rma|auto_close_after|api):/ { sub(/^# /, ""); print; block = 0; next }
 	/^[^#]/          { block = 0 }
 	block && /^#  /  { sub(/^#/, ""); print; next }
 	{ print }
 ' "$CFG" >"$TMP/config.yml"
-for want in "  - name: hsm-a" "firmware: " "  - name: vendor"; do
+for want in "  - name: hsm-a" "firmware: " "  - name: vendor" "    rma_cutoff: " "rma: " "auto_close_after: " "api: "; do
 	grep -q "^$want" "$TMP/config.yml" || fail "could not switch on the example '$want' in packaging/config.yml"
 done
 check "packaging/config.yml with its commented examples switched on" "$TMP/config.yml"
