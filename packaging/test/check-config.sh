@@ -38,7 +38,15 @@ awk '
 	block && /^#  /  { sub(/^#/, ""); print; next }
 	{ print }
 ' "$CFG" >"$TMP/config.yml"
-for want in "  - name: hsm-a" "firmware: " "  - name: vendor" "    rma_cutoff: " "rma: " "auto_close_after: " "api: "; do
+# The examples name secret files under /etc/hsm-agent/credentials; `config
+# check` reads them as the daemon would, so put them under $TMP.
+sed -i "s#/etc/hsm-agent/credentials/#$TMP/credentials/#g" "$TMP/config.yml"
+mkdir -p "$TMP/credentials/desks" "$TMP/credentials/pins"
+printf 'example-signing-secret\n' >"$TMP/credentials/desks/vendor.secret"
+printf 'example-api-token-0123456789\n' >"$TMP/credentials/api.token"
+printf '1234\n' >"$TMP/credentials/pins/hsm-a"
+chmod 0600 "$TMP"/credentials/desks/* "$TMP"/credentials/api.token "$TMP"/credentials/pins/*
+for want in "  - name: hsm-a" "firmware: " "  - name: vendor" "     rma_cutoff: " "rma: " "auto_close_after: " "api: "; do
 	grep -q "^$want" "$TMP/config.yml" || fail "could not switch on the example '$want' in packaging/config.yml"
 done
 check "packaging/config.yml with its commented examples switched on" "$TMP/config.yml"
