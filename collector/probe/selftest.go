@@ -25,6 +25,11 @@ type selftestState struct {
 	refusedAt  time.Time
 	// readErr is the last PIN file error logged (logged once per change).
 	readErr string
+	// failed is set while the last self-test that ran failed with an error
+	// other than a refused PIN: a fresh poll (a confirmation recheck) runs
+	// it again rather than letting one failure stand for a whole
+	// selftest_interval (level 1 re-checks before a fault is confirmed).
+	failed bool
 }
 
 // pinFingerprint identifies one version of a PIN file without keeping the PIN.
@@ -121,6 +126,9 @@ func (p *Prober) selfTestDue(st SelfTest, state *selftestState, fp pinFingerprin
 		state.refused = false
 		intervalDue = true
 	}
+	if state.failed && res.Fresh {
+		intervalDue = true
+	}
 	if !intervalDue {
 		return false, nil
 	}
@@ -145,6 +153,9 @@ func (p *Prober) finishSelfTests(runs []*selftestRun, res *Result) {
 		c := run.check
 		if c == nil {
 			continue
+		}
+		if run.done != nil {
+			p.selftests[run.serial].failed = !c.OK && !p11.IsPINRefused(c.Error)
 		}
 		if run.done != nil && p11.IsPINRefused(c.Error) {
 			state := p.selftests[run.serial]

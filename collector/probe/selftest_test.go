@@ -195,3 +195,43 @@ func TestSelfTestWaitsWhileATokenHangs(t *testing.T) {
 		t.Errorf("login_sign after a poll without a hang = %+v, want OK", c)
 	}
 }
+
+// A self-test that failed (not a refused PIN) runs again at the next fresh
+// poll, a confirmation recheck, instead of standing for selftest_interval:
+// one spurious failure must not become a confirmed fault (level 1).
+func TestFailedSelfTestIsRecheckedOnFreshPoll(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	r.opts.SelftestInterval = time.Hour
+	tok := r.fleet.Tokens[0]
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	writePIN(t, pinFile, tok.PIN)
+	req := Request{SelfTests: []SelfTest{{Serial: tok.Serial, PINFile: pinFile}}}
+	p := r.prober()
+
+	if err := r.faults.Set(tok.Serial, pkcs11test.FaultDeviceError, "C_Login"); err != nil {
+		t.Fatal(err)
+	}
+	res := r.poll(p, req)
+	if c := checkOf(tokenBySerial(res, tok.Serial), p11.CheckLoginSign); c == nil || c.OK || c.Error != "CKR_DEVICE_ERROR" {
+		t.Fatalf("login_sign = %+v, want a failure with CKR_DEVICE_ERROR", c)
+	}
+	if err := r.faults.ClearAll(); err != nil {
+		t.Fatal(err)
+	}
+	// A warm poll within the interval does not run it again...
+	if c := checkOf(tokenBySerial(r.poll(p, req), tok.Serial), p11.CheckLoginSign); c != nil {
+		t.Errorf("a warm poll within selftest_interval ran login_sign: %+v", c)
+	}
+	// ...a fresh one does, and the failure is gone.
+	fresh := req
+	fresh.Fresh = true
+	c := checkOf(tokenBySerial(r.poll(p, fresh), tok.Serial), p11.CheckLoginSign)
+	if c == nil || !c.OK {
+		t.Fatalf("login_sign on the fresh poll = %+v, want it run again and OK", c)
+	}
+	// Passed: it stands for the interval again.
+	if c := checkOf(tokenBySerial(r.poll(p, fresh), tok.Serial), p11.CheckLoginSign); c != nil {
+		t.Errorf("a passed self-test ran again within selftest_interval: %+v", c)
+	}
+}
