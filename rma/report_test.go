@@ -105,7 +105,7 @@ func TestSLAReport(t *testing.T) {
 
 	for _, tc := range []struct {
 		key, status, due, done, elapsed, counting string
-		credit                                   bool
+		credit                                    bool
 	}{
 		{"PP/initial_response", SLAMissed, "2026-03-20T19:00:00Z", "2026-03-21T10:00:00Z", "19h0m0s", CountWall, true},
 		{"PP/update#1", SLAMet, "2026-03-21T15:00:00Z", "2026-03-21T10:00:00Z", "19h0m0s", CountWall, true},
