@@ -189,7 +189,14 @@ func TestReportSLACLI(t *testing.T) {
 			t.Errorf("CSV record %d %v: elapsed or due differ from the JSON row %+v", i+1, rec, r)
 		}
 	}
+}
 
+// TestReportSLACLIPeriod: --since and --until filter by the opening (a
+// YYYY-MM-DD until includes its day); a bad date or an empty period is
+// exit 2 naming the flag and the formats.
+func TestReportSLACLIPeriod(t *testing.T) {
+	t.Parallel()
+	s := reportSite(t)
 	for _, tc := range []struct {
 		args []string
 		want []string
@@ -275,9 +282,32 @@ func TestReportSLAAPIMatchesCLI(t *testing.T) {
 			}
 		}
 	}
+	if code, body := ra.request(t, http.MethodGet, "/api/v1/reports/sla", "evil.example"); code != http.StatusForbidden {
+		t.Errorf("GET /api/v1/reports/sla with a rebound Host: %d %s; want 403", code, body)
+	}
 	code, body, err := httpGet(ra.url + "/api/v1/reports/sla?since=" + "2026-02-30")
 	var e map[string]string
 	if err != nil || code != http.StatusBadRequest || json.Unmarshal([]byte(body), &e) != nil || !strings.HasPrefix(e["error"], `since "2026-02-30"`) {
 		t.Errorf("a bad date: %d %v %s; want 400 with a JSON error naming since", code, err, body)
+	}
+}
+
+// TestReportSLALeftOut: a case whose device left the inventory (its
+// contract and region are unknown) is named on stderr with the reason and
+// the exit is 1; the other cases are still reported.
+func TestReportSLALeftOut(t *testing.T) {
+	t.Parallel()
+	s := reportSite(t)
+	st, err := store.Open(filepath.Join(s.dir, "state", StateDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeReportCase(t, st, "E", "SN-GONE", "hsm-gone", "premium", "2026-03-20T15:00:00Z")
+	_ = st.Close()
+	code, out, errOut := cli(CLI.Report, "sla", "--json", "--config", s.config)
+	var rows []rma.SLARow
+	if code != 1 || json.Unmarshal([]byte(out), &rows) != nil || !slices.Equal(reportCases(rows), []string{"A", "B", "C", "D"}) ||
+		!strings.Contains(errOut, "case E is left out") || !strings.Contains(errOut, "no longer in the inventory") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, cases A-D, E named on stderr with the reason", code, out, errOut)
 	}
 }
