@@ -15,6 +15,8 @@ import (
 // before any test runs.
 var CLI struct {
 	Cases, CaseAction, DeskTest func(context.Context, []string, io.Writer, io.Writer) int
+	// Report is `report sla`.
+	Report func(context.Context, []string, io.Writer, io.Writer) int
 	// CheckConfig is `check` on a loaded configuration with the given
 	// probe worker command.
 	CheckConfig func(ctx context.Context, cfg *config.Config, workerCommand []string, asJSON bool, stdout, stderr io.Writer) int

@@ -10,6 +10,7 @@ import (
 // init gives agent's tests the command line (see agent.CLI).
 func init() {
 	agent.CLI.Cases, agent.CLI.CaseAction, agent.CLI.DeskTest = cli.Cases, cli.CaseAction, cli.DeskTest
+	agent.CLI.Report = cli.Report
 	agent.CLI.CheckConfig, agent.CLI.Check, agent.CLI.ConfigCheck = cli.CheckConfig, cli.Check, cli.ConfigCheck
 	for _, c := range [][2]int{
 		{agent.ExitOK, cli.ExitOK}, {agent.ExitDegraded, cli.ExitDegraded},

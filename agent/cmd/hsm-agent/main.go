@@ -37,6 +37,9 @@ Usage:
   hsm-agent cases show ID [--json]   one case with its event log and deliveries
   hsm-agent case ID close|cancel|approve|note [--note S]
                                     an operator action on a case
+  hsm-agent report sla [--since DATE] [--until DATE] [--json|--csv]
+                                    every vendor target per case: due, done, met or
+                                    missed, time elapsed, service-credit eligibility
   hsm-agent bundle SERIAL [-o FILE]  build a diagnostics bundle for a device now
   hsm-agent desk test NAME          send a clearly marked test event to a desk
   hsm-agent service install|uninstall|start|stop|status [--config FILE] [--exe BINARY] [--root DIR]
@@ -76,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cli.Cases(signalContext(), rest, stdout, stderr)
 	case "case":
 		return cli.CaseAction(signalContext(), rest, stdout, stderr)
+	case "report":
+		return cli.Report(signalContext(), rest, stdout, stderr)
 	case "bundle":
 		return cli.Bundle(signalContext(), rest, stdout, stderr)
 	case "desk":
