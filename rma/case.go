@@ -89,6 +89,12 @@ type Case struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	RMANumber   string    `json:"rma_number"`
+	// Tracking is the tracking number of the flow's last shipment (ship,
+	// return); each one stays in the case's event log.
+	Tracking string `json:"tracking,omitempty"`
+	// ClearedAt is when the device stopped showing the fault (zero while
+	// it shows it); a recurrence unsets it.
+	ClearedAt time.Time `json:"cleared_at,omitzero"`
 	// Due holds the case's clocks (e.g. "vendor_response") as RFC3339 times.
 	Due map[string]time.Time `json:"due"`
 	// Impact says what the severity rests on (pool, healthy members left).
