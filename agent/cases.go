@@ -240,5 +240,6 @@ func knownSecrets(cfg *config.Config) []config.Secret {
 		add(config.CredentialName(config.CredentialDeskSecret, d.Name), d.SecretFile)
 		add(config.CredentialName(config.CredentialDeskToken, d.Name), d.TokenFile)
 	}
+	add(CredentialAPIToken, cfg.API.TokenFile)
 	return out
 }

@@ -73,6 +73,8 @@ func (a *Agent) handler() http.Handler {
 		writeJSON(w, http.StatusOK, nonNil(cases))
 	})
 	mux.HandleFunc("GET /api/v1/reports/sla", a.slaReportHandler)
+	mux.HandleFunc("GET /api/v1/cases/{id}", a.caseHandler)
+	mux.HandleFunc("POST /api/v1/cases/{id}/events", a.caseEventHandler)
 	mux.HandleFunc("POST /api/v1/bundles/{serial}", a.bundleHandler)
 	mux.HandleFunc("GET /{$}", a.statusPage)
 	return a.checkHost(mux)

@@ -123,42 +123,17 @@ func deskSet(ctx context.Context, st Store, id string) (have map[string]bool, bu
 
 // CloseCase closes a case: its desks (the vendor desks that have it and
 // every internal desk) get a case.closed event. Unknown IDs and closed or
-// cancelled cases are errors. It needs only the store and the
-// configuration, so the daemon and the CLI both use it; the daemon's
-// outbox worker delivers the rows.
+// cancelled cases are errors; closing a case inside an RMA flow needs a
+// note (Check). It is Step with the event close, so the daemon and the CLI
+// both use it; the daemon's outbox worker delivers the rows.
 func CloseCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
-	return endCase(ctx, st, pol, id, a, StateClosed, EventClosed)
+	return Step(ctx, st, pol, id, EventInput{Event: StepClose, Note: a.Note}, a)
 }
 
 // CancelCase cancels a case (the operator stops the automated case); like
 // CloseCase otherwise.
 func CancelCase(ctx context.Context, st Store, pol Policy, id string, a Action) (Case, error) {
-	return endCase(ctx, st, pol, id, a, StateCancelled, EventCancelled)
-}
-
-func endCase(ctx context.Context, st Store, pol Policy, id string, a Action, state State, evType string) (Case, error) {
-	a = a.normal()
-	if _, err := lookup(ctx, st, id, false); err != nil {
-		return Case{}, err
-	}
-	have, _, err := deskSet(ctx, st, id)
-	if err != nil {
-		return Case{}, err
-	}
-	c, err := st.Transition(ctx, id, func(c *Case) (Event, []Delivery, error) {
-		if c.State.Terminal() {
-			return Event{}, nil, &TerminalError{ID: c.ID, State: c.State, At: c.ClosedAt}
-		}
-		c.State, c.ClosedAt = state, a.At
-		delete(c.Due, DuePage) // an operator has the case in hand
-		ev := Event{Type: evType, At: a.At, Actor: a.Actor, Note: a.Note}
-		rows, err := outbox(targets(pol, *c, evType, have), after(*c, a.At), evType, nil, "", a.At)
-		return ev, rows, err
-	})
-	if err != nil {
-		return Case{}, fmt.Errorf("%s case %s: %w", strings.TrimPrefix(evType, "case."), id, err)
-	}
-	return c, nil
+	return Step(ctx, st, pol, id, EventInput{Event: StepCancel, Note: a.Note}, a)
 }
 
 // ApproveBundle releases a case's diagnostics bundle to the desks with
@@ -227,14 +202,12 @@ func AddNote(ctx context.Context, st Store, id string, a Action) error {
 // CloseCase closes a case as an operator (see the package function) and
 // wakes the outbox worker.
 func (e *Engine) CloseCase(ctx context.Context, id string, a Action) (Case, error) {
-	c, err := CloseCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
-	return e.acted(ctx, c, err, EventClosed)
+	return e.Step(ctx, id, EventInput{Event: StepClose, Note: a.Note}, a)
 }
 
 // CancelCase cancels a case as an operator and wakes the outbox worker.
 func (e *Engine) CancelCase(ctx context.Context, id string, a Action) (Case, error) {
-	c, err := CancelCase(ctx, e.st, *e.pol.Load(), id, e.action(a))
-	return e.acted(ctx, c, err, EventCancelled)
+	return e.Step(ctx, id, EventInput{Event: StepCancel, Note: a.Note}, a)
 }
 
 // ApproveBundle releases a case's bundle as an operator and wakes the

@@ -89,6 +89,12 @@ type Case struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	RMANumber   string    `json:"rma_number"`
+	// Tracking is the tracking number of the flow's last shipment (ship,
+	// return); each one stays in the case's event log.
+	Tracking string `json:"tracking,omitempty"`
+	// ClearedAt is when the device stopped showing the fault (zero while
+	// it shows it); a recurrence unsets it.
+	ClearedAt time.Time `json:"cleared_at,omitzero"`
 	// Due holds the case's clocks (e.g. "vendor_response") as RFC3339 times.
 	Due map[string]time.Time `json:"due"`
 	// Impact says what the severity rests on (pool, healthy members left).
@@ -193,6 +199,30 @@ type DeskEvent struct {
 	// bundle goes without it ("diagnostics bundle could not be written:
 	// REASON; it will follow"); a later case.bundle event brings it.
 	BundleNote string `json:"bundle_note,omitempty"`
+	// Step is the flow event behind a case.<state> event (confirm,
+	// authorize, ship, ... close, cancel): who, when, and what it carried.
+	Step *StepRecord `json:"step,omitempty"`
+}
+
+// StepRecord is one flow event as the case's log and its desks keep it.
+type StepRecord struct {
+	// Event is the flow event (StepConfirm, ...).
+	Event string `json:"event"`
+	// From is the state the case left.
+	From State `json:"from"`
+	// Actor is who reported it ("operator:alice", "api", "agent").
+	Actor string `json:"actor"`
+	// At is when it happened (the CLI's --at, the API's "at"; default:
+	// when it was recorded).
+	At time.Time `json:"at"`
+	// RecordedAt is when the agent recorded it.
+	RecordedAt time.Time `json:"recorded_at"`
+	RMA        string    `json:"rma,omitempty"`
+	Tracking   string    `json:"tracking,omitempty"`
+	// Attest is "zeroized" when the unit left the site with its key
+	// material destroyed.
+	Attest string `json:"attest,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // BundleRef describes the diagnostics bundle attached to an event.

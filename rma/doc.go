@@ -15,6 +15,8 @@
 //	paging.go       severity-1 pages
 //	contracts.go    contract status and the contract cases
 //	actions.go      operator actions (close, cancel, approve the bundle, note)
+//	steps.go        flow events (Engine.Step, Step): the one path of the CLI, the API, the agent
+//	autoclose.go    cleared cases closing (flow none) or cancelled (not confirmed) by themselves
 //	bundlefollow.go bundles owed to desks, retried
 //
 // What is wrong with a device is decided once, by the collector (its

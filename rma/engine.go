@@ -41,8 +41,9 @@ type EngineOptions struct {
 	// PageFallback is how long a severity-1 page waits for the vendor's
 	// ticket ID before it goes out without it (default 60s).
 	PageFallback time.Duration
-	// PageCheckInterval is how often pending pages are looked at, and the
-	// open-case metric refreshed from the store (default 2s).
+	// PageCheckInterval is how often pending pages and cleared cases due
+	// to close are looked at, and the open-case metric refreshed from the
+	// store (default 2s).
 	PageCheckInterval time.Duration
 	// ContractCheckInterval is how often contract expiry is checked
 	// (default 1h; also at start and on Reload).
@@ -183,6 +184,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.recover(ctx)
 	e.checkContracts(ctx)
 	e.checkPages(ctx)
+	e.checkAutoClose(ctx)
 
 	pages := time.NewTicker(e.opts.PageCheckInterval)
 	defer pages.Stop()
@@ -201,6 +203,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.applyReload(ctx)
 		case <-pages.C:
 			e.checkPages(ctx)
+			e.checkAutoClose(ctx)
 		case <-contracts.C:
 			e.checkContracts(ctx)
 		case <-recheck.C:

@@ -28,3 +28,6 @@ func (e *Engine) CheckPagesNow() { e.run(e.checkPages) }
 
 // CheckContractsNow runs the contract check at once and waits for it.
 func (e *Engine) CheckContractsNow() { e.run(e.checkContracts) }
+
+// CheckAutoCloseNow runs the auto-close check at once and waits for it.
+func (e *Engine) CheckAutoCloseNow() { e.run(e.checkAutoClose) }

@@ -31,6 +31,12 @@ type Policy struct {
 	Desks []Desk
 	// Devices is the inventory in configuration order.
 	Devices []config.Device
+	// RequireAttest is rma.require_zeroize_attestation: the event that
+	// ships a faulty unit needs attest zeroized.
+	RequireAttest bool
+	// AutoCloseAfter is auto_close_after: how long a cleared case stays
+	// healthy before it closes (flow none) or is cancelled (not confirmed).
+	AutoCloseAfter time.Duration
 }
 
 // Desk is what routing needs of one configured desk.
@@ -55,6 +61,8 @@ func PolicyFrom(cfg *config.Config) Policy {
 		Libraries:       make(map[string]string, len(cfg.Modules)),
 		MinHealthy:      make(map[string]int, len(cfg.Pools)),
 		Devices:         cfg.Devices,
+		RequireAttest:   cfg.RMA.RequireZeroizeAttestation,
+		AutoCloseAfter:  cfg.AutoCloseAfter,
 	}
 	for _, m := range cfg.Modules {
 		p.Libraries[m.Name] = m.Library

@@ -93,7 +93,7 @@ func (e *Engine) reopen(ctx context.Context, pol Policy, prev Case, f Fault, inv
 		if c.State != StateClosed {
 			return Event{}, nil, ErrNoChange
 		}
-		c.State, c.ClosedAt = StateOpen, time.Time{}
+		c.State, c.ClosedAt, c.ClearedAt = StateOpen, time.Time{}, time.Time{}
 		c.Severity, c.Impact, c.Summary, c.Description = sev, impact, f.Summary, f.Description
 		c.Tier, c.Environment, c.Pool = inv.Contract.Tier, inv.Environment, inv.Pool
 		c.Occurrences++
@@ -139,6 +139,7 @@ func (e *Engine) recur(ctx context.Context, pol Policy, prev Case, f Fault, sev 
 		}
 		if confirmation {
 			c.Occurrences++
+			c.ClearedAt = time.Time{} // the fault is back: health starts over
 		}
 		c.Severity, c.Impact, c.Summary, c.Description = sev, impact, f.Summary, f.Description
 		data := map[string]any{"severity": sev, "impact": impact, "occurrences": c.Occurrences}
@@ -187,8 +188,9 @@ func (e *Engine) recur(ctx context.Context, pol Policy, prev Case, f Fault, sev 
 	return nil
 }
 
-// clear records that the open case of key no longer shows its fault; the
-// case stays open until an operator closes it.
+// clear records that the open case of key no longer shows its fault
+// (Case.ClearedAt); the case stays open until it is closed, by an operator
+// or after auto_close_after of continuous health (autoclose.go).
 func (e *Engine) clear(ctx context.Context, pol Policy, key, note string) error {
 	prev, found, err := e.st.CaseByKey(ctx, key)
 	if err != nil {
@@ -205,6 +207,9 @@ func (e *Engine) clear(ctx context.Context, pol Policy, key, note string) error 
 	c, err := e.st.Transition(ctx, prev.ID, func(c *Case) (Event, []Delivery, error) {
 		if c.State.Terminal() {
 			return Event{}, nil, ErrNoChange
+		}
+		if c.ClearedAt.IsZero() {
+			c.ClearedAt = now
 		}
 		var rows []Delivery
 		if !c.Held {

@@ -115,9 +115,10 @@ func Cases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return max(printJSON(stdout, stderr, nonNil(cases)), code)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSEV\tKIND\tFAULT\tDEVICE\tSERIAL\tSTATE\tOPENED\tSUMMARY")
+		fmt.Fprintln(tw, "ID\tSEV\tKIND\tFAULT\tDEVICE\tSERIAL\tSTATE\tOPENED\tCLEARED\tSUMMARY")
 		for _, c := range cases {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, c.Fault, c.Device, c.Serial, c.State, c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, c.Fault, c.Device, c.Serial, c.State,
+				c.OpenedAt.UTC().Format(time.RFC3339), timeOrDash(c.ClearedAt), c.Summary)
 		}
 		_ = tw.Flush()
 		return code
@@ -159,6 +160,12 @@ func printCase(w io.Writer, d CaseDetail) {
 	fmt.Fprintf(w, "case %s  severity %d  %s/%s  state %s\n", c.ID, c.Severity, c.Kind, c.Fault, c.State)
 	fmt.Fprintf(w, "device %s (serial %s), %s, pool %q, tier %s, flow %s\n", c.Device, c.Serial, c.Environment, c.Pool, c.Tier, c.Flow)
 	fmt.Fprintf(w, "opened %s; %s\n", c.OpenedAt.UTC().Format(time.RFC3339), c.Summary)
+	if !c.ClearedAt.IsZero() {
+		fmt.Fprintf(w, "cleared %s: the device no longer shows the fault\n", c.ClearedAt.UTC().Format(time.RFC3339))
+	}
+	if c.RMANumber != "" || c.Tracking != "" {
+		fmt.Fprintf(w, "rma %s, tracking %s\n", orDash(c.RMANumber), orDash(c.Tracking))
+	}
 	if c.Impact != "" {
 		fmt.Fprintf(w, "impact: %s\n", c.Impact)
 	}
@@ -175,17 +182,36 @@ func printCase(w io.Writer, d CaseDetail) {
 	}
 }
 
-// CaseAction runs `case ID EVENT [--note S]`.
+// caseUsage is the synopsis of `case`.
+const caseUsage = "usage: hsm-agent case ID EVENT [--rma N] [--tracking T] [--at RFC3339] [--note S] [--attest zeroized] [--config FILE]\n" +
+	"  EVENT: confirm, authorize, ship, receive, install, return, close, cancel, approve, note"
+
+// CaseAction runs `case ID EVENT [--rma N] [--tracking T] [--at RFC3339]
+// [--note S] [--attest zeroized]`: one flow event or operator action,
+// through rma.Step like the daemon's API, recorded with the OS user as the
+// actor. An event the case's state does not take names the allowed ones.
 func CaseAction(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newCLIFlags("case", stderr)
-	note := f.fs.String("note", "", "a note for the case log")
+	note := f.fs.String("note", "", "a note for the case log (`S`)")
+	rmaNumber := f.fs.String("rma", "", "the vendor's RMA number `N` (authorize)")
+	tracking := f.fs.String("tracking", "", "the shipment's tracking number `T` (ship, return)")
+	at := f.fs.String("at", "", "when it happened, `RFC3339` (default now)")
+	attest := f.fs.String("attest", "", "\"zeroized\": the unit leaving the site had its key material destroyed (ship, return)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) != 2 {
-		fmt.Fprintln(stderr, "usage: hsm-agent case ID close|cancel|approve|note [--note S]")
+		fmt.Fprintln(stderr, caseUsage)
 		return 2
+	}
+	id, event := pos[0], pos[1]
+	act := rma.Action{Actor: rma.OperatorActor(osUser()), Note: *note}
+	if *at != "" {
+		if act.At, err = time.Parse(time.RFC3339, *at); err != nil {
+			fmt.Fprintf(stderr, "hsm-agent case %s %s: --at %q is not an RFC 3339 time (e.g. 2026-03-02T14:05:00Z): %v\n", id, event, *at, err)
+			return 2
+		}
 	}
 	cfg, st, err := openCLI(*f.config)
 	if err != nil {
@@ -193,32 +219,8 @@ func CaseAction(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	defer st.Close()
-	id, event := pos[0], pos[1]
-	act := rma.Action{Actor: rma.OperatorActor(osUser()), Note: *note}
-	var c rma.Case
-	switch event {
-	case "close":
-		c, err = rma.CloseCase(ctx, st, rma.PolicyFrom(cfg), id, act)
-	case "cancel":
-		c, err = rma.CancelCase(ctx, st, rma.PolicyFrom(cfg), id, act)
-	case "approve":
-		c, err = rma.ApproveBundle(ctx, st, rma.PolicyFrom(cfg), id, act)
-	case "note":
-		if *note == "" {
-			fmt.Fprintln(stderr, "hsm-agent case ID note: give the text with --note")
-			return 2
-		}
-		err = rma.AddNote(ctx, st, id, act)
-		if err == nil {
-			c, err = st.Case(ctx, id)
-		}
-	case "confirm", "authorize", "ship", "receive", "install", "return":
-		fmt.Fprintf(stderr, "hsm-agent case: the RMA flow event %q is not available in this version; use close, cancel, approve or note\n", event)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "hsm-agent case: unknown event %q; use close, cancel, approve or note\n", event)
-		return 2
-	}
+	in := rma.EventInput{Event: event, RMA: *rmaNumber, Tracking: *tracking, Attest: *attest, Note: *note}
+	c, err := rma.Step(ctx, st, rma.PolicyFrom(cfg), id, in, act)
 	if err != nil {
 		fmt.Fprintf(stderr, "hsm-agent case %s %s: %v\n", id, event, err)
 		return 1
@@ -326,6 +328,21 @@ func printJSON(stdout, stderr io.Writer, v any) int {
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
+	}
+	return s
+}
+
+// timeOrDash formats a time for a table, "-" when zero.
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
 	return s
 }

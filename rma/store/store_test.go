@@ -240,12 +240,12 @@ func TestDedupIndexInSchema(t *testing.T) {
 	}
 	args[14], args[15] = fmtTime(t0), fmtTime(t0)
 	args[24] = 1
-	_, err = s.db.Exec(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
+	_, err = s.db.Exec(`INSERT INTO cases (`+caseCols+`) VALUES (?`+strings.Repeat(",?", len(args)-1)+`)`, args...)
 	if err == nil || !strings.Contains(err.Error(), "UNIQUE") {
 		t.Fatalf("raw insert of a second open case: err = %v, want a UNIQUE constraint error", err)
 	}
 	args[9] = string(rma.StateClosed) // a closed case with the key is fine
-	if _, err := s.db.Exec(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
+	if _, err := s.db.Exec(`INSERT INTO cases (`+caseCols+`) VALUES (?`+strings.Repeat(",?", len(args)-1)+`)`, args...); err != nil {
 		t.Fatalf("raw insert of a closed case with the key: %v", err)
 	}
 }
