@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 // Policy is what the case engine takes from the configuration, as plain
@@ -31,6 +32,12 @@ type Policy struct {
 	Desks []Desk
 	// Devices is the inventory in configuration order.
 	Devices []config.Device
+	// Calendars are the regions' business calendars (calendars.<region>
+	// over the defaults of support-model.md section 1), by region.
+	Calendars map[string]*calendar.Calendar
+	// ReturnDays is rma.return_days (advance replacement: days to return
+	// the faulty unit).
+	ReturnDays int
 }
 
 // Desk is what routing needs of one configured desk.
@@ -55,6 +62,8 @@ func PolicyFrom(cfg *config.Config) Policy {
 		Libraries:       make(map[string]string, len(cfg.Modules)),
 		MinHealthy:      make(map[string]int, len(cfg.Pools)),
 		Devices:         cfg.Devices,
+		Calendars:       calendars(cfg.Calendars),
+		ReturnDays:      cfg.RMA.ReturnDays,
 	}
 	for _, m := range cfg.Modules {
 		p.Libraries[m.Name] = m.Library
@@ -67,6 +76,24 @@ func PolicyFrom(cfg *config.Config) Policy {
 	}
 	return p
 }
+
+// calendars builds every region's calendar from calendars.<region>. The
+// configuration was validated with the same parser (config.Validate); a
+// region whose settings still fail falls back to its defaults.
+func calendars(cfg map[string]config.Calendar) map[string]*calendar.Calendar {
+	out := map[string]*calendar.Calendar{}
+	for _, region := range calendar.Regions() {
+		c, err := calendar.New(region, cfg[region].Spec())
+		if err != nil {
+			c, _ = calendar.New(region, calendar.Spec{})
+		}
+		out[region] = c
+	}
+	return out
+}
+
+// calendar returns the business calendar of a region; nil for none.
+func (p Policy) calendar(region string) *calendar.Calendar { return p.Calendars[region] }
 
 // device returns the inventory device of a case: by name when its serial
 // is the case's, else by serial (a device renamed since); zero if none.
