@@ -33,8 +33,8 @@ import (
 	"github.com/hsm-agent/hsm-agent/pkcs11test"
 	"github.com/hsm-agent/hsm-agent/pkcs11test/pkcs11testtb"
 	"github.com/hsm-agent/hsm-agent/rma"
-	"github.com/hsm-agent/hsm-agent/rma/calendar"
 	"github.com/hsm-agent/hsm-agent/rma/bundle"
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 // vendorPhone is the vendor's EMEA support number in every test config.
