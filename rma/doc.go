@@ -16,6 +16,8 @@
 //	contracts.go    contract status and the contract cases
 //	actions.go      operator actions (close, cancel, approve the bundle, note)
 //	bundlefollow.go bundles owed to desks, retried
+//	sla.go          the SLA tick: vendor due dates of open cases (Case.Due)
+//	escalate.go     breaches, escalations, reminders, the 30-day raise
 //
 // What is wrong with a device is decided once, by the collector (its
 // findings, package collector/health); rma maps findings to faults and
