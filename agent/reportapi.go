@@ -71,8 +71,7 @@ func parseReportTime(name, s string, end bool) (time.Time, error) {
 // sla` and GET /api/v1/reports/sla both answer with it. left lists the
 // cases it could not cover and why.
 func SLAReport(ctx context.Context, cfg *config.Config, st *store.Store, period ReportPeriod, now time.Time) (rows []rma.SLARow, left []rma.LeftOut, err error) {
-	cals, err := rma.NewCalendars(cfg.Calendars)
-	if err != nil {
+	if _, err := rma.NewCalendars(cfg.Calendars); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
 	cases, bad, err := st.CaseList(ctx, false)
@@ -82,7 +81,7 @@ func SLAReport(ctx context.Context, cfg *config.Config, st *store.Store, period 
 	for _, b := range bad {
 		left = append(left, rma.LeftOut{CaseID: b.ID, Reason: fmt.Sprintf("its row cannot be read (`hsm-agent cases show %s` says why): %v", b.ID, b.Err)})
 	}
-	in := rma.ReportInput{Devices: cfg.Devices, Calendars: cals, ReturnDays: cfg.RMA.ReturnDays, Now: now}
+	in := rma.ReportInput{Policy: rma.PolicyFrom(cfg), Now: now}
 	for _, c := range cases {
 		if !period.Contains(c.OpenedAt) {
 			continue

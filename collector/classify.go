@@ -225,12 +225,26 @@ func roundDuration(d time.Duration) time.Duration {
 	return d
 }
 
+// FirmwareEndOfLife reports whether a firmware version is in
+// policy.EndOfLife (compared as dotted numbers, as FirmwareCompliant does).
+func FirmwareEndOfLife(version string, policy config.Firmware) bool {
+	for _, v := range policy.EndOfLife {
+		if c, err := compareVersions(version, v); err == nil && c == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // FirmwareCompliant reports whether a firmware version satisfies the fleet
-// policy: at least policy.Minimum when set, and one of policy.Approved when
-// that list is set. Versions compare as dotted numbers, component by
+// policy: not end of life, at least policy.Minimum when set, and one of
+// policy.Approved when that list is set. Versions compare as dotted numbers, component by
 // component, so "12.60" is newer than "12.8" and "12.6" equals "12.6.0".
 // An unparseable version is not compliant when any policy is set.
 func FirmwareCompliant(version string, policy config.Firmware) bool {
+	if FirmwareEndOfLife(version, policy) {
+		return false
+	}
 	if policy.Minimum != "" {
 		c, err := compareVersions(version, policy.Minimum)
 		if err != nil || c < 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector/health"
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/collector/probe"
 )
@@ -357,11 +358,25 @@ func TestFirmwareCompliant(t *testing.T) {
 		{"12.80", approved, true},
 		{"12.81", approved, false},
 		{"12.60.0", approved, true},
+		{"12.60", config.Firmware{Minimum: "12.0", EndOfLife: []string{"12.60.0"}}, false}, // end of life: not serviced
+		{"12.61", config.Firmware{Minimum: "12.0", EndOfLife: []string{"12.60"}}, true},
 	}
 	for _, tc := range tests {
 		if got := FirmwareCompliant(tc.fw, tc.policy); got != tc.want {
 			t.Errorf("FirmwareCompliant(%q, %+v) = %v, want %v", tc.fw, tc.policy, got, tc.want)
 		}
+	}
+}
+
+func TestFirmwareFindingEndOfLifeFirst(t *testing.T) {
+	t.Parallel()
+	fw := config.Firmware{Minimum: "13.0", EndOfLife: []string{"12.60"}}
+	f, ok := firmwareFinding(p11.Token{Firmware: "12.60"}, fw)
+	if !ok || f.Class != health.ClassEndOfLife || f.Kind != health.KindFirmware || !strings.Contains(f.Observed, "firmware.end_of_life") {
+		t.Errorf("finding %+v, %v; want end_of_life (it wins over below_minimum)", f, ok)
+	}
+	if f, ok := firmwareFinding(p11.Token{Firmware: "12.50"}, fw); !ok || f.Class != health.ClassBelowMinimum {
+		t.Errorf("finding %+v, %v; want below_minimum", f, ok)
 	}
 }
 

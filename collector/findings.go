@@ -126,11 +126,16 @@ func operationalFinding(st DeviceStatus, ce checkErrors) (Finding, bool) {
 	return Finding{}, false
 }
 
-// firmwareFinding: below the minimum, else not approved; none while the
-// version is unknown (C_GetTokenInfo never answered).
+// firmwareFinding: end of life (the vendor services nothing until it is
+// upgraded, support-model.md section 7), else below the minimum, else not
+// approved; none while the version is unknown (C_GetTokenInfo never
+// answered).
 func firmwareFinding(tok p11.Token, fw config.Firmware) (Finding, bool) {
 	switch {
 	case tok.Firmware == "":
+	case FirmwareEndOfLife(tok.Firmware, fw):
+		return found(health.KindFirmware, health.ClassEndOfLife, fmt.Sprintf("firmware %s is end of life: the vendor does not service it until it is upgraded", tok.Firmware),
+			fmt.Sprintf("the token reports firmware %q; firmware.end_of_life is %s", tok.Firmware, strings.Join(fw.EndOfLife, ", ")))
 	case fw.Minimum != "" && !FirmwareCompliant(tok.Firmware, config.Firmware{Minimum: fw.Minimum}):
 		return found(health.KindFirmware, health.ClassBelowMinimum, fmt.Sprintf("firmware %s below the approved minimum %s", tok.Firmware, fw.Minimum),
 			fmt.Sprintf("the token reports firmware %q; firmware.minimum is %q", tok.Firmware, fw.Minimum))

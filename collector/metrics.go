@@ -58,7 +58,7 @@ var (
 		"Unix time (midnight UTC of the expiry date) when the device's support contract of the given tier expires, from the inventory.",
 		[]string{"device", "tier"}, nil)
 	descFirmware = prometheus.NewDesc("hsm_firmware_compliant",
-		"1 if the HSM's firmware version meets the fleet policy (at least firmware.minimum and one of firmware.approved when set), 0 if not.",
+		"1 if the HSM's firmware version meets the fleet policy (not in firmware.end_of_life, at least firmware.minimum and one of firmware.approved when set), 0 if not.",
 		[]string{"device"}, nil)
 	descUnexpected = prometheus.NewDesc("hsm_unexpected_tokens",
 		"Number of initialised tokens the module reported whose serial is not in the inventory (for example a replacement unit not registered yet).",

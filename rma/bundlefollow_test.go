@@ -86,6 +86,7 @@ func TestCaseWithoutBundleSaysSoAndTheBundleFollows(t *testing.T) {
 func TestOwedBundleSurvivesARestart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testConfig("dev-1"))
+	h.clock.Set(start.Add(-7 * time.Hour)) // 11:00 in Hong Kong: the vendor's desk is open, no page
 	h.diskFull.Store(true)
 	h.confirm(map[string]fault{"dev-1": missingDev})
 	c := h.only("D1/hardware/missing")

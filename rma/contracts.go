@@ -21,7 +21,31 @@ func (e *Engine) checkContracts(ctx context.Context) {
 				e.logger.Error("contract case", "device", inv.Name, "serial", inv.Serial, "fault", class, "err", err)
 			}
 		}
+		if err := e.standardNote(ctx, pol, inv, now); err != nil {
+			e.logger.Error("contract case", "device", inv.Name, "serial", inv.Serial, "fault", ClassStandardTier, "err", err)
+		}
 	}
+}
+
+// standardNote opens the severity-4 contract note of a production device
+// on an active standard contract (support-model.md section 7: return and
+// repair leaves it 15 business days without a unit), once: never again
+// once its key has a case, open or closed, also after a restart.
+func (e *Engine) standardNote(ctx context.Context, pol Policy, inv config.Device, now time.Time) error {
+	if inv.Environment != config.EnvProduction || inv.Contract.Tier != config.TierStandard || !Contract(inv, now).Active {
+		return nil
+	}
+	f := Fault{Serial: inv.Serial, Device: inv.Name, Kind: KindContract, Class: ClassStandardTier, ObservedAt: now, ConfirmedAt: now}
+	if _, found, err := e.st.CaseByKey(ctx, f.DedupKey()); err != nil || found {
+		return err
+	}
+	f.Summary = fmt.Sprintf("%s (serial %s): production device on a standard contract (%s)", inv.Name, inv.Serial, orUnknown(inv.Contract.ID))
+	f.Description = fmt.Sprintf("Device: %s, serial %s\nEnvironment: %s\n%s\n", inv.Name, inv.Serial, inv.Environment, contractLine(inv)) +
+		fmt.Sprintf("Observed: a standard contract is return and repair: a failed unit is shipped to the vendor and comes back within %d business days of its arrival, "+
+			"with no advance replacement and no service credits for missed targets. Keep a spare or another member in the device's pool, or move the contract to a premium tier.\n",
+			RepairBusinessDays) + e.agentLine()
+	sev, impact := Severity(SeverityInput{Kind: KindContract, Class: ClassStandardTier, Environment: inv.Environment, Commissioned: inv.IsCommissioned()})
+	return e.open(ctx, pol, f, inv, sev, impact)
 }
 
 // contract opens, updates or clears the case of one contract class of a

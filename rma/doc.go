@@ -18,6 +18,8 @@
 //	steps.go        flow events (Engine.Step, Step): the one path of the CLI, the API, the agent
 //	autoclose.go    cleared cases closing (flow none) or cancelled (not confirmed) by themselves
 //	bundlefollow.go bundles owed to desks, retried
+//	sla.go          the SLA tick: vendor due dates of open cases (Case.Due)
+//	escalate.go     breaches, escalations, reminders, the 30-day raise
 //
 // What is wrong with a device is decided once, by the collector (its
 // findings, package collector/health); rma maps findings to faults and

@@ -18,6 +18,7 @@ const (
 	DefaultContractCheckInterval = time.Hour
 	DefaultQueueSize             = 1024
 	DefaultBundleRetryInterval   = 30 * time.Second
+	DefaultSLACheckInterval      = time.Minute
 )
 
 // EngineOptions wire an Engine to the rest of the agent. Store is required.
@@ -54,6 +55,10 @@ type EngineOptions struct {
 	// be written is tried again; it doubles up to 16 times that (default
 	// 30s).
 	BundleRetryInterval time.Duration
+	// SLACheckInterval is how often the vendor clocks of open cases are
+	// checked: due dates, breaches, escalations, reminders (default 1m;
+	// also at start).
+	SLACheckInterval time.Duration
 	// AgentVersion goes into case descriptions.
 	AgentVersion string
 	// Processed, when set, is called on Run's goroutine after each poll
@@ -117,6 +122,9 @@ func NewEngine(pol Policy, opts EngineOptions) (*Engine, error) {
 	}
 	if opts.BundleRetryInterval <= 0 {
 		opts.BundleRetryInterval = DefaultBundleRetryInterval
+	}
+	if opts.SLACheckInterval <= 0 {
+		opts.SLACheckInterval = DefaultSLACheckInterval
 	}
 	e := &Engine{opts: opts, st: opts.Store, logger: opts.Logger, queue: make(chan func(context.Context), opts.QueueSize),
 		reloaded: make(chan struct{}, 1),
@@ -185,7 +193,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.checkContracts(ctx)
 	e.checkPages(ctx)
 	e.checkAutoClose(ctx)
+	e.checkSLA(ctx)
 
+	sla := time.NewTicker(e.opts.SLACheckInterval)
+	defer sla.Stop()
 	pages := time.NewTicker(e.opts.PageCheckInterval)
 	defer pages.Stop()
 	contracts := time.NewTicker(e.opts.ContractCheckInterval)
@@ -206,6 +217,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.checkAutoClose(ctx)
 		case <-contracts.C:
 			e.checkContracts(ctx)
+		case <-sla.C:
+			e.checkSLA(ctx)
 		case <-recheck.C:
 			e.fireRechecks()
 		}

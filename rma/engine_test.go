@@ -439,6 +439,7 @@ func TestEnginePageFallbackWithoutVendorReference(t *testing.T) {
 func TestEnginePoolWithHealthyMemberLeft(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testConfig("web-1", "web-2"))
+	h.clock.Set(start.Add(6 * time.Hour)) // 11:00 in New York: the vendor's desk is open, no page
 	h.confirm(map[string]fault{"web-1": failedDev})
 	c := h.only("W1/hardware/failed")
 	if c.Severity != 2 || !strings.Contains(c.Impact, "pool web: 1 of min 1 healthy members left") || c.Flow != rma.FlowAdvanceReplacement {
@@ -628,6 +629,7 @@ func TestEngineContractExpiring(t *testing.T) {
 func TestEngineRestartDoesNotDuplicate(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testConfig("web-1", "web-2"))
+	h.clock.Set(start.Add(6 * time.Hour)) // 11:00 in New York: the vendor's desk is open, no page
 	h.confirm(map[string]fault{"web-1": failedDev})
 	c := h.only("W1/hardware/failed")
 	rows := len(h.deliveries(c.ID))
@@ -782,8 +784,8 @@ func TestEngineMetrics(t *testing.T) {
 	}
 	events := "# HELP hsm_case_events_total Case events this agent recorded since it started, by event type (case.opened, case.page, ...).\n" +
 		"# TYPE hsm_case_events_total counter\n"
-	for _, ev := range []string{"case.approved", "case.bundle", "case.cancelled", "case.cleared", "case.closed", "case.held", "case.opened",
-		"case.page", "case.reopened", "case.updated", "note"} {
+	for _, ev := range []string{"case.approved", "case.breached", "case.bundle", "case.cancelled", "case.cleared", "case.closed", "case.due",
+		"case.escalated", "case.held", "case.opened", "case.page", "case.reminder", "case.reopened", "case.updated", "note"} {
 		n := "0"
 		switch ev {
 		case rma.EventOpened:

@@ -26,9 +26,13 @@ const (
 	// Firmware: the vendor's (an update).
 	ClassBelowMinimum = health.ClassBelowMinimum
 	ClassNotApproved  = health.ClassNotApproved
+	ClassEndOfLife    = health.ClassEndOfLife
 	// Contract: in house, from the inventory and the clock.
 	ClassExpiring = "expiring" // expires within 60, 30 or 7 days
 	ClassExpired  = "expired"
+	// ClassStandardTier: a production device on a standard contract (return
+	// and repair: 15 business days without a unit), noted once.
+	ClassStandardTier = "standard_tier"
 )
 
 // Observed is what one poll shows of one device: its faults (at most one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 )
@@ -75,10 +76,14 @@ func (e *Engine) pageIfDue(ctx context.Context, pol Policy, c Case) {
 	}
 	inv := pol.device(c.Device, c.Serial)
 	page := &Page{Region: inv.Contract.Region, VendorRef: ref}
-	if d, ok := pol.desk(vendor); ok && vendorKind(c.Kind) {
-		page.Phone = d.Phones[page.Region]
+	if vendorKind(c.Kind) {
+		d, _ := pol.desk(vendor)
+		if line, ok := PhoneFor(d.Phones, inv.Site.Country, page.Region); ok {
+			page.Phone = line.Number
+		}
 	}
-	page.Text = pageText(c, page, have[vendor])
+	_, why := pageRule(pol, c, inv, c.OpenedAt)
+	page.Text = pageText(c, page, have[vendor], why, inv.Site.Country)
 	pagers := pol.desksWithRole(config.RolePager)
 	var paged Case
 	paged, err = e.st.Transition(ctx, c.ID, func(c *Case) (Event, []Delivery, error) {
@@ -101,20 +106,44 @@ func (e *Engine) pageIfDue(ctx context.Context, pol Policy, c Case) {
 		e.logger.Error("page", "case", c.ID, "err", err)
 		return
 	}
-	e.logger.Info("severity-1 page queued", "case", paged.ID, "device", paged.Device, "vendor_ref", ref, "pagers", len(pagers))
+	e.logger.Info("page queued", "case", paged.ID, "severity", paged.Severity, "rule", why, "device", paged.Device, "vendor_ref", ref, "pagers", len(pagers))
 	e.committed(ctx, EventPage)
 }
 
-// pageText is what the human on call reads: what broke, its impact, whom
-// to call and which references to quote.
-func pageText(c Case, p *Page, vendorHasCase bool) string {
-	s := fmt.Sprintf("SEVERITY 1 %s: %s. Impact: %s.", c.ID, c.Summary, c.Impact)
+// pages reports whether a case opened (or reopened) at t pages a human:
+// severity 1 always; severity 2 of a case the vendor takes when the
+// vendor's desk is closed at t (PageRule, support-model.md section 7).
+func pages(pol Policy, c Case, inv config.Device, t time.Time) bool {
+	page, _ := pageRule(pol, c, inv, t)
+	return page
+}
+
+// pageRule is PageRule for a case in its device's region; without a
+// calendar (no contract) only severity 1 pages.
+func pageRule(pol Policy, c Case, inv config.Device, t time.Time) (bool, string) {
+	if c.Severity == SeverityUrgent {
+		return PageRule(c.Severity, c.Tier, nil, t)
+	}
+	cal := pol.calendar(inv.Contract.Region)
+	if c.Severity != SeverityHigh || cal == nil || !vendorTakes(c) {
+		return false, ""
+	}
+	return PageRule(c.Severity, c.Tier, cal, t)
+}
+
+// pageText is what the human on call reads: what broke, its impact, why
+// it pages, whom to call and which references to quote.
+func pageText(c Case, p *Page, vendorHasCase bool, why, country string) string {
+	s := fmt.Sprintf("SEVERITY %d %s: %s. Impact: %s.", c.Severity, c.ID, c.Summary, c.Impact)
+	if c.Severity != SeverityUrgent && why != "" {
+		s += " Paged because " + why + "."
+	}
 	phone := ""
 	switch {
 	case p.Phone != "":
 		phone = fmt.Sprintf(" on %s (%s)", p.Phone, orUnknown(p.Region))
 	case vendorKind(c.Kind):
-		phone = fmt.Sprintf(" (no vendor phone configured for region %s)", orUnknown(p.Region))
+		phone = fmt.Sprintf(" (no vendor phone line known for region %s or country %s)", orUnknown(p.Region), orUnknown(country))
 	}
 	switch {
 	case p.VendorRef != "":

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/rma/calendar"
 )
 
 // Policy is what the case engine takes from the configuration, as plain
@@ -37,6 +38,12 @@ type Policy struct {
 	// AutoCloseAfter is auto_close_after: how long a cleared case stays
 	// healthy before it closes (flow none) or is cancelled (not confirmed).
 	AutoCloseAfter time.Duration
+	// Calendars are the regions' business calendars (calendars.<region>
+	// over the defaults of support-model.md section 1), by region.
+	Calendars map[string]*calendar.Calendar
+	// ReturnDays is rma.return_days (advance replacement: days to return
+	// the faulty unit).
+	ReturnDays int
 }
 
 // Desk is what routing needs of one configured desk.
@@ -63,6 +70,8 @@ func PolicyFrom(cfg *config.Config) Policy {
 		Devices:         cfg.Devices,
 		RequireAttest:   cfg.RMA.RequireZeroizeAttestation,
 		AutoCloseAfter:  cfg.AutoCloseAfter,
+		Calendars:       calendars(cfg.Calendars),
+		ReturnDays:      cfg.RMA.ReturnDays,
 	}
 	for _, m := range cfg.Modules {
 		p.Libraries[m.Name] = m.Library
@@ -75,6 +84,20 @@ func PolicyFrom(cfg *config.Config) Policy {
 	}
 	return p
 }
+
+// calendars builds every region's calendar from calendars.<region>. The
+// configuration was validated with the same parser (config.Validate); a
+// region whose settings still fail falls back to its defaults.
+func calendars(cfg map[string]config.Calendar) map[string]*calendar.Calendar {
+	out, err := NewCalendars(cfg)
+	if err != nil { // config.Validate refuses such a file: the defaults stand in
+		out, _ = NewCalendars(nil)
+	}
+	return out
+}
+
+// calendar returns the business calendar of a region; nil for none.
+func (p Policy) calendar(region string) *calendar.Calendar { return p.Calendars[region] }
 
 // device returns the inventory device of a case: by name when its serial
 // is the case's, else by serial (a device renamed since); zero if none.

@@ -10,7 +10,6 @@ package rma
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
@@ -79,13 +78,10 @@ type CaseLog struct {
 // ReportInput is what the SLA report is built from.
 type ReportInput struct {
 	Cases []CaseLog
-	// Devices is the inventory: the contract ID and region of each case's
-	// device.
-	Devices []config.Device
-	// Calendars are the business calendars by region (NewCalendars).
-	Calendars map[string]*calendar.Calendar
-	// ReturnDays is rma.return_days.
-	ReturnDays int
+	// Policy gives the inventory (the contract ID and region of each
+	// case's device), the vendor desks, the calendars by region and
+	// rma.return_days: what the SLA tick reads too (PolicyFrom).
+	Policy Policy
 	// Now ends the elapsed time of pending targets and decides whether
 	// they are missed yet.
 	Now time.Time
@@ -125,7 +121,7 @@ func NewCalendars(specs map[string]config.Calendar) (map[string]*calendar.Calend
 // cannot cover (no inventory device, no calendar for the region) are
 // listed in left. Pure: the same input gives the same rows.
 func SLAReport(in ReportInput) (rows []SLARow, left []LeftOut) {
-	pol := Policy{Devices: in.Devices}
+	pol := in.Policy
 	for _, cl := range in.Cases {
 		c := cl.Case
 		if !vendorTakes(c) || c.Tier == "" {
@@ -136,7 +132,7 @@ func SLAReport(in ReportInput) (rows []SLARow, left []LeftOut) {
 			left = append(left, LeftOut{c.ID, fmt.Sprintf("device %s (serial %s) is no longer in the inventory, so its contract and region are unknown", c.Device, c.Serial)})
 			continue
 		}
-		cal := in.Calendars[dev.Contract.Region]
+		cal := pol.calendar(dev.Contract.Region)
 		if cal == nil {
 			left = append(left, LeftOut{c.ID, fmt.Sprintf("device %s has no calendar for region %q (devices.contract.region)", dev.Name, dev.Contract.Region)})
 			continue
@@ -148,7 +144,7 @@ func SLAReport(in ReportInput) (rows []SLARow, left []LeftOut) {
 
 // caseRows is the report of one case.
 func caseRows(c Case, events []Event, dev config.Device, cal *calendar.Calendar, in ReportInput) []SLARow {
-	ci := ClockInputOf(c, events, in.ReturnDays)
+	ci := ClockInputOf(in.Policy, c, events)
 	clk := TierClock(c.Tier, cal)
 	counting := CountBusiness
 	if _, wall := clk.(calendar.Wall); wall {
@@ -275,49 +271,4 @@ func updateHistory(in ClockInput, clk calendar.Clock, end time.Time) []updateTar
 		out = append(out, updateTarget{t, from})
 	}
 	return out
-}
-
-// vendorStates are the states the vendor's own progress reaches: a
-// transition into one of them is a vendor event (the first one answers the
-// initial response).
-var vendorStates = []State{StateConfirmed, StateAuthorized, StateReplacementShipped, StateVendorReceived, StateRepairedShipped}
-
-// ClockInputOf builds the clock input of a case from its event log: when
-// it first reached each state (events of type StateEvent(state), at
-// Event.At) and the vendor's events (transitions into a vendor state and
-// notes a desk logged, actor "desk:NAME"). A terminal case without its closing
-// event counts from ClosedAt; a case open again (reopened) has no end.
-func ClockInputOf(c Case, events []Event, returnDays int) ClockInput {
-	in := ClockInput{Tier: c.Tier, Severity: c.Severity, Flow: c.Flow, OpenedAt: c.OpenedAt,
-		Reached: map[State]time.Time{}, ReturnDays: returnDays}
-	states := FlowStates(c.Flow)
-	if states == nil {
-		states = []State{StateClosed, StateCancelled}
-	}
-	for _, e := range events {
-		for _, s := range states {
-			if s == StateOpen || e.Type != StateEvent(s) {
-				continue
-			}
-			// the first time a state was reached; the last close counts
-			// (a reopened case closes again)
-			if at, ok := in.Reached[s]; !ok || e.At.Before(at) != s.Terminal() {
-				in.Reached[s] = e.At
-			}
-			if slices.Contains(vendorStates, s) {
-				in.VendorEvents = append(in.VendorEvents, e.At)
-			}
-		}
-		if e.Type == EventNote && strings.HasPrefix(e.Actor, "desk:") {
-			in.VendorEvents = append(in.VendorEvents, e.At) // a note the vendor's desk pushed
-		}
-	}
-	switch {
-	case !c.State.Terminal(): // reopened: its earlier end ends nothing
-		delete(in.Reached, StateClosed)
-		delete(in.Reached, StateCancelled)
-	case in.Reached[StateClosed].IsZero() && in.Reached[StateCancelled].IsZero() && !c.ClosedAt.IsZero():
-		in.Reached[c.State] = c.ClosedAt
-	}
-	return in
 }

@@ -96,8 +96,8 @@ func TestSLAReport(t *testing.T) {
 	expired.Case.Reason = "contract C-2 expired" // no vendor case
 	cases = append(cases, expired)
 
-	rows, left := SLAReport(ReportInput{Cases: cases, Devices: reportDevices(),
-		Calendars: map[string]*calendar.Calendar{calendar.EMEA: emea(t)}, Now: ts(t, "2026-03-23T16:00:00Z")})
+	rows, left := SLAReport(ReportInput{Cases: cases, Policy: Policy{Devices: reportDevices(), Desks: []Desk{{Name: "vendor", Role: config.RoleVendor}},
+		Calendars: map[string]*calendar.Calendar{calendar.EMEA: emea(t)}}, Now: ts(t, "2026-03-23T16:00:00Z")})
 	got := rowKey(rows)
 	for _, r := range rows {
 		t.Logf("%s %s %s due %s done %s %s", r.CaseID, r.Clock, r.Status, r.Due.Format(time.RFC3339), r.Done.Format(time.RFC3339), r.ElapsedText)
@@ -172,7 +172,8 @@ func TestClockInputOf(t *testing.T) {
 		"confirmed=2026-03-20T10:00:00Z", "confirmed=2026-03-20T10:30:00Z", "replacement_shipped=2026-03-20T12:00:00Z",
 		"replacement_installed=2026-03-21T09:00:00Z", "closed=2026-03-21T10:00:00Z", "closed=2026-03-22T10:00:00Z")
 	cl.Events = append(cl.Events, Event{Type: EventDelivery, At: ts(t, "2026-03-20T09:01:00Z"), Actor: "desk:vendor"})
-	in := ClockInputOf(cl.Case, cl.Events, 10)
+	pol := Policy{ReturnDays: 10, Desks: []Desk{{Name: "vendor", Role: config.RoleVendor}}}
+	in := ClockInputOf(pol, cl.Case, cl.Events)
 	if got := in.Reached[StateConfirmed]; !got.Equal(ts(t, "2026-03-20T10:00:00Z")) {
 		t.Errorf("confirmed at %s, want the first confirm 10:00", got)
 	}
@@ -183,7 +184,7 @@ func TestClockInputOf(t *testing.T) {
 		t.Errorf("vendor events %v, return days %d; want the two confirms and the shipment, 10", in.VendorEvents, in.ReturnDays)
 	}
 	cl.Case.State = StateOpen // reopened
-	if in := ClockInputOf(cl.Case, cl.Events, 0); !in.Reached[StateClosed].IsZero() {
+	if in := ClockInputOf(pol, cl.Case, cl.Events); !in.Reached[StateClosed].IsZero() {
 		t.Errorf("a reopened case ends at %s; want no end", in.Reached[StateClosed])
 	}
 }

@@ -52,8 +52,9 @@ func FlowFor(tier string) Flow {
 func vendorKind(k Kind) bool { return k == KindHardware || k == KindFirmware }
 
 // applyPolicy sets what follows from the case's kind, severity, the
-// device's contract and the desks: Flow, Reason, the response clock and a
-// pending page. It is used at open and at reopen.
+// device's contract and the desks: Flow, Reason, the response clock, the
+// vendor due dates (sla.go) and a pending page (paging.go pages). It is
+// used at open and at reopen.
 func applyPolicy(pol Policy, c *Case, inv config.Device, now time.Time, pageFallback time.Duration) {
 	cs := Contract(inv, now)
 	c.Flow, c.Reason = FlowNone, ""
@@ -72,8 +73,11 @@ func applyPolicy(pol Policy, c *Case, inv config.Device, now time.Time, pageFall
 		c.Due = map[string]time.Time{}
 	}
 	c.Due[DueResponse] = now.Add(ResponseTarget(c.Severity))
+	opened := readLog(pol, *c, nil).in
+	opened.OpenedAt = now
+	c.Due, _ = withDue(c.Due, DueDates(opened, pol.calendar(inv.Contract.Region)))
 	delete(c.Due, DuePage)
-	if c.Severity == SeverityUrgent && len(pol.desksWithRole(config.RolePager)) > 0 {
+	if pages(pol, *c, inv, now) && len(pol.desksWithRole(config.RolePager)) > 0 {
 		if vendorTakes(*c) {
 			c.Due[DuePage] = now.Add(pageFallback)
 		} else {

@@ -40,8 +40,8 @@ type SeverityInput struct {
 // fault and says what the severity rests on. It is a pure function.
 //
 // The rules, in order:
-//   - contract: expiring -> 4, expired -> 3;
-//   - firmware below the minimum or not approved -> 3; PIN retry counter low -> 3;
+//   - contract: expiring -> 4, expired -> 3, standard tier in production -> 4;
+//   - firmware end of life, below the minimum or not approved -> 3; PIN retry counter low -> 3;
 //   - availability (hardware missing, failed, unresponsive; and the
 //     operational faults that make the device unusable, pin_locked and
 //     module_error, because with them the production keys are unusable just
@@ -76,6 +76,8 @@ func severity(in SeverityInput) (int, string) {
 			return SeverityLow, "support contract expiring soon: information"
 		case ClassExpired:
 			return SeverityNormal, "support contract expired: no vendor support or RMA for this device"
+		case ClassStandardTier:
+			return SeverityLow, "production device on a standard contract: information"
 		}
 	case KindFirmware:
 		switch in.Class {
@@ -83,6 +85,8 @@ func severity(in SeverityInput) (int, string) {
 			return SeverityNormal, "firmware below the approved minimum: non-critical anomaly"
 		case ClassNotApproved:
 			return SeverityNormal, "firmware not in the approved list: non-critical anomaly"
+		case ClassEndOfLife:
+			return SeverityNormal, "firmware end of life: the vendor does not service it until it is upgraded"
 		}
 	case KindHardware:
 		switch in.Class {

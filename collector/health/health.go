@@ -37,6 +37,7 @@ const (
 	// Firmware.
 	ClassBelowMinimum = "below_minimum" // below firmware.minimum
 	ClassNotApproved  = "not_approved"  // not in firmware.approved
+	ClassEndOfLife    = "end_of_life"   // in firmware.end_of_life: the vendor no longer services it
 )
 
 // StateClasses are the classes a poll can tell present or absent even
