@@ -76,8 +76,8 @@ type Collector struct {
 	serials map[string]bool // every inventory serial (followed serials in place of the configured ones)
 	// devs is the inventory with each device's followed serial (follow) in
 	// place of its configured one; everything that matches tokens uses it.
-	devs   []config.Device
-	follow map[string]string // device -> followed serial (FollowSerial)
+	devs    []config.Device
+	follow  map[string]string // device -> followed serial (FollowSerial)
 	modules map[string]*moduleRunner
 	devices map[string]*deviceState
 	// pinSources is the PIN file each self-testing device last used (logged on change).
@@ -115,8 +115,8 @@ type deviceState struct {
 	// reload changes it, the operator registered another unit and the
 	// followed serial is dropped.
 	cfgSerial string
-	status DeviceStatus
-	hist   history
+	status    DeviceStatus
+	hist      history
 	// selfTest is the last login_sign check that ran (zero Name if none):
 	// the prober runs it at most every selftest_interval, and its result
 	// stands in the polls between.
