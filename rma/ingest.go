@@ -144,7 +144,7 @@ func (e *Engine) recordSerial(ctx context.Context, d health.Device) {
 // label) in the store, for the probe after a restart; it writes only when
 // that changes.
 func (e *Engine) recordSlot(ctx context.Context, d health.Device) {
-	if d.ReadSlot == nil {
+	if d.ReadSlot == nil || e.onb.stale(d) {
 		return
 	}
 	slot := d.ReadSlot.ID
