@@ -94,11 +94,17 @@ func (r *onboardRig) start(cfg *config.Config) {
 		Recheck:   func(m string) { r.coll.Recheck(m) },
 		Processed: func([]string) { r.polls.Add(1) },
 		Onboarding: &rma.Onboarding{
-			Install: func(_ context.Context, id, evidence string) error {
+			// As the engine's transition will: the case moves on (and so
+			// stops waiting), with the evidence as the event's note.
+			Install: func(ctx context.Context, id, evidence string) error {
 				r.mu.Lock()
-				defer r.mu.Unlock()
 				r.installs = append(r.installs, id+": "+evidence)
-				return nil
+				r.mu.Unlock()
+				_, err := r.st.Transition(ctx, id, func(c *rma.Case) (rma.Event, []rma.Delivery, error) {
+					c.State = rma.StateReplacementInstalled
+					return rma.Event{Type: rma.StateEvent(c.State), At: time.Now(), Actor: rma.ActorAgent, Note: evidence}, nil, nil
+				})
+				return err
 			},
 			Follow: func(device, serial string) { r.coll.FollowSerial(device, serial) },
 			Labels: r.st,
@@ -219,6 +225,7 @@ func TestE2EOnboardingInstallsReadyReplacement(t *testing.T) {
 	r := newOnboardRig(t)
 	c, repl := r.failAndShip(nil)
 	r.eventually("install", func() bool { return len(r.installed()) > 0 })
+	r.waitPolls(4)
 	got := r.installed()
 	if len(got) != 1 || !strings.HasPrefix(got[0], c.ID+": ") {
 		t.Fatalf("installs %q, want one for case %s", got, c.ID)
@@ -311,5 +318,9 @@ func TestE2EOnboardingWithoutUserPINNotInstalled(t *testing.T) {
 	if err := r.faults.Clear(repl.Serial, pkcs11test.FaultFlags); err != nil {
 		t.Fatal(err)
 	}
-	r.eventually("install", func() bool { return len(r.installed()) == 1 })
+	r.eventually("install", func() bool { return len(r.installed()) > 0 })
+	r.waitPolls(4)
+	if got := r.installed(); len(got) != 1 {
+		t.Errorf("installs %q, want exactly one", got)
+	}
 }
