@@ -30,7 +30,11 @@ func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Re
 	}
 
 	res.Tokens = c.carrySelfTestsLocked(r.name, req.SelfTests, res.Tokens, now)
-	for _, d := range c.cfg.Devices {
+	asked := make(map[string]bool, len(req.SelfTests))
+	for _, st := range req.SelfTests {
+		asked[st.Serial] = true
+	}
+	for _, d := range c.devs {
 		if d.Module != r.name {
 			continue
 		}
@@ -42,7 +46,7 @@ func (c *Collector) applyLocked(r *moduleRunner, req probe.Request, res probe.Re
 			State: v.State, Kind: v.Kind, Reason: v.Reason, ModuleWide: v.ModuleWide,
 			Token: prev.Token, Reported: v.Token != nil,
 			LastSuccess: prev.LastSuccess, Since: prev.Since,
-			Fresh: res.Fresh, Updated: now, SelfTestAt: ds.selfTestAt,
+			Fresh: res.Fresh, Updated: now, SelfTestAt: ds.selfTestAt, SelfTestAsked: asked[d.Serial],
 		}
 		if v.Token != nil {
 			st.Token = withKnownIdentity(v.Token, prev.Token)
@@ -101,7 +105,7 @@ func (c *Collector) carrySelfTestsLocked(module string, selfTests []probe.SelfTe
 		asked[st.Serial] = true
 	}
 	bySerial := map[string]*deviceState{}
-	for _, d := range c.cfg.Devices {
+	for _, d := range c.devs {
 		if d.Module == module && asked[d.Serial] {
 			bySerial[d.Serial] = c.devices[d.Name]
 		}
@@ -165,7 +169,7 @@ func (c *Collector) storeLocked(polled []string) *Snapshot {
 		c.ready = true // latched: a reload adding a module does not unready the agent
 	}
 	s.Ready = c.ready
-	for _, d := range c.cfg.Devices {
+	for _, d := range c.devs {
 		st := c.devices[d.Name].status
 		st.Inventory = d
 		s.Devices = append(s.Devices, st)

@@ -2,11 +2,11 @@ package collector
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
+	"github.com/hsm-agent/hsm-agent/collector/health"
 	"github.com/hsm-agent/hsm-agent/collector/p11"
 	"github.com/hsm-agent/hsm-agent/collector/probe"
 )
@@ -246,64 +246,18 @@ func FirmwareCompliant(version string, policy config.Firmware) bool {
 		return false
 	}
 	if policy.Minimum != "" {
-		c, err := compareVersions(version, policy.Minimum)
+		c, err := health.CompareVersions(version, policy.Minimum)
 		if err != nil || c < 0 {
 			return false
 		}
 	}
 	if len(policy.Approved) > 0 {
 		for _, a := range policy.Approved {
-			if c, err := compareVersions(version, a); err == nil && c == 0 {
+			if c, err := health.CompareVersions(version, a); err == nil && c == 0 {
 				return true
 			}
 		}
 		return false
 	}
 	return true
-}
-
-// compareVersions compares dotted numeric versions component by component;
-// a missing component counts as 0 ("12.6" == "12.6.0").
-func compareVersions(a, b string) (int, error) {
-	pa, err := parseVersion(a)
-	if err != nil {
-		return 0, err
-	}
-	pb, err := parseVersion(b)
-	if err != nil {
-		return 0, err
-	}
-	for i := 0; i < max(len(pa), len(pb)); i++ {
-		var x, y uint64
-		if i < len(pa) {
-			x = pa[i]
-		}
-		if i < len(pb) {
-			y = pb[i]
-		}
-		switch {
-		case x < y:
-			return -1, nil
-		case x > y:
-			return 1, nil
-		}
-	}
-	return 0, nil
-}
-
-func parseVersion(v string) ([]uint64, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return nil, fmt.Errorf("empty version")
-	}
-	parts := strings.Split(v, ".")
-	out := make([]uint64, len(parts))
-	for i, p := range parts {
-		n, err := strconv.ParseUint(p, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("version %q: component %q is not a number: %w", v, p, err)
-		}
-		out[i] = n
-	}
-	return out, nil
 }

@@ -48,6 +48,11 @@ type Options struct {
 	// name, from before this collector started (the state database): see
 	// probe.Options.Known. Every prober created for the module gets them.
 	Known map[string][]probe.KnownSlot
+	// Follow maps device names to the serial the device is polled under
+	// instead of its inventory serial: a replacement unit the case engine
+	// adopted (store.FollowedSerials at start, FollowSerial later). The
+	// configuration file is never rewritten.
+	Follow map[string]string
 }
 
 // Collector polls the modules of an inventory, classifies every device and
@@ -68,7 +73,11 @@ type Collector struct {
 	// mu guards the fields below. It is never held across a probe or a callback.
 	mu      sync.Mutex
 	cfg     *config.Config
-	serials map[string]bool // every inventory serial
+	serials map[string]bool // every inventory serial (followed serials in place of the configured ones)
+	// devs is the inventory with each device's followed serial (follow) in
+	// place of its configured one; everything that matches tokens uses it.
+	devs    []config.Device
+	follow  map[string]string // device -> followed serial (FollowSerial)
 	modules map[string]*moduleRunner
 	devices map[string]*deviceState
 	// pinSources is the PIN file each self-testing device last used (logged on change).
@@ -101,9 +110,13 @@ type moduleRunner struct {
 
 // deviceState is one inventory device: its config entry, status and history.
 type deviceState struct {
-	dev    config.Device
-	status DeviceStatus
-	hist   history
+	dev config.Device // with the followed serial, if any
+	// cfgSerial is the serial the configuration gives the device; when a
+	// reload changes it, the operator registered another unit and the
+	// followed serial is dropped.
+	cfgSerial string
+	status    DeviceStatus
+	hist      history
 	// selfTest is the last login_sign check that ran (zero Name if none):
 	// the prober runs it at most every selftest_interval, and its result
 	// stands in the polls between.
@@ -124,6 +137,7 @@ func New(cfg *config.Config, opts Options) (*Collector, error) {
 		command:   slices.Clone(opts.WorkerCommand),
 		onPoll:    opts.OnPoll,
 		known:     opts.Known,
+		follow:    maps.Clone(opts.Follow),
 		modules:   map[string]*moduleRunner{},
 		devices:   map[string]*deviceState{},
 	}
@@ -211,9 +225,11 @@ func (c *Collector) installLocked(cfg *config.Config) {
 
 	devices := make(map[string]*deviceState, len(cfg.Devices))
 	serials := make(map[string]bool, len(cfg.Devices))
+	devs := make([]config.Device, 0, len(cfg.Devices))
 	for _, d := range cfg.Devices {
-		serials[d.Serial] = true
 		ds := c.devices[d.Name]
+		d = c.followedLocked(d, ds)
+		serials[d.Serial] = true
 		switch {
 		case ds == nil:
 			ds = &deviceState{}
@@ -222,11 +238,14 @@ func (c *Collector) installLocked(cfg *config.Config) {
 			ds = &deviceState{hist: ds.hist}
 		}
 		ds.dev = d
+		ds.cfgSerial = cfgSerialOf(cfg, d.Name)
 		ds.status.Device, ds.status.Serial, ds.status.Module = d.Name, d.Serial, d.Module
 		devices[d.Name] = ds
+		devs = append(devs, d)
 	}
 	c.devices = devices
 	c.serials = serials
+	c.devs = devs
 	c.cfg = cfg
 }
 
@@ -298,7 +317,7 @@ func (c *Collector) runnersLocked() []*moduleRunner {
 // requestLocked builds the poll request of one module.
 func (c *Collector) requestLocked(module string, fresh bool) probe.Request {
 	req := probe.Request{Fresh: fresh}
-	for _, d := range c.cfg.Devices {
+	for _, d := range c.devs {
 		if d.Module != module {
 			continue
 		}

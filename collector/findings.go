@@ -156,6 +156,11 @@ func (s Snapshot) Health() health.Poll {
 	for _, d := range s.Devices {
 		p.Devices = append(p.Devices, d.Health())
 	}
+	for _, u := range s.Unexpected {
+		t := u.Token
+		p.Unexpected = append(p.Unexpected, health.Unexpected{Module: u.Module, Serial: t.Serial, Label: t.Label,
+			Model: t.Model, Firmware: t.Firmware, SlotID: t.SlotID, Since: u.Since})
+	}
 	return p
 }
 
@@ -165,10 +170,34 @@ func (d DeviceStatus) Health() health.Device {
 		Polled: d.Polled(), Up: d.Up(), ModuleWide: d.ModuleWide, Reported: d.Reported && d.Token != nil,
 		Reason: d.Reason, LastSuccess: d.LastSuccess, Updated: d.Updated, Fresh: d.Fresh, Findings: d.Findings}
 	if t := d.Token; t != nil {
-		h.Token = &health.Token{Model: t.Model, Manufacturer: t.Manufacturer, Firmware: t.Firmware, Hardware: t.Hardware, Label: t.Label}
+		h.Token = &health.Token{Model: t.Model, Manufacturer: t.Manufacturer, Firmware: t.Firmware, Hardware: t.Hardware, Label: t.Label,
+			Initialized: t.HasFlag(p11.FlagTokenInitialized), UserPINInitialized: t.HasFlag(p11.FlagUserPINInitialized)}
 	}
+	h.SelfTest, h.SelfTestError = d.selfTestState()
 	if slot, label, ok := d.ReadSlot(); ok {
 		h.ReadSlot = &health.Slot{ID: slot, Label: label}
 	}
 	return h
+}
+
+// selfTestState is the state of the device's logged-in self-test in its
+// latest poll: none without a PIN, pending until login_sign ran on the
+// token (it runs at most every selftest_interval), else passed or failed
+// by the one rule of failed checks (checkFailure).
+func (d DeviceStatus) selfTestState() (health.SelfTest, string) {
+	if !d.SelfTestAsked {
+		return health.SelfTestNone, ""
+	}
+	for _, c := range d.Checks {
+		if c.Name != p11.CheckLoginSign {
+			continue
+		}
+		if e, failed := checkFailure(c); failed {
+			return health.SelfTestFailed, e
+		}
+		if c.OK {
+			return health.SelfTestPassed, ""
+		}
+	}
+	return health.SelfTestPending, ""
 }

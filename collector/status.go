@@ -74,6 +74,9 @@ type DeviceStatus struct {
 	// SelfTestAt is when the login_sign check in Checks last ran; it runs at
 	// most every selftest_interval and its result stands in between.
 	SelfTestAt time.Time
+	// SelfTestAsked is true when the device has a PIN, so its polls ask for
+	// the logged-in self-test.
+	SelfTestAsked bool
 	// Updated is when the latest poll of this device was classified.
 	Updated time.Time
 	// Inventory is the device's inventory entry (contract, environment, pool).

@@ -66,6 +66,9 @@ type EngineOptions struct {
 	// modules it polled. Tests count polls with it to prove that nothing
 	// happened over N polls.
 	Processed func(modules []string)
+	// Onboarding turns on replacement onboarding (onboard.go); nil leaves
+	// it off.
+	Onboarding *Onboarding
 }
 
 // Engine turns confirmed faults into cases: it confirms faults (Tracker),
@@ -94,6 +97,7 @@ type Engine struct {
 	serials  map[string]string       // device -> serial last recorded
 	slots    map[string]SlotSeen     // device -> slot last recorded
 	bundles  map[string]*bundleRetry // case -> retries of its owed bundle
+	onb      *onboarder              // nil without EngineOptions.Onboarding
 }
 
 // NewEngine returns an engine for a policy (PolicyFrom). Nothing runs
@@ -130,6 +134,7 @@ func NewEngine(pol Policy, opts EngineOptions) (*Engine, error) {
 		reloaded: make(chan struct{}, 1),
 		m:        newMetrics(), tracker: NewTracker(pol.Tracker), rechecks: map[string]time.Time{}, serials: map[string]string{},
 		slots: map[string]SlotSeen{}, bundles: map[string]*bundleRetry{}}
+	e.onb = newOnboarder(opts.Onboarding)
 	e.pol.Store(&pol)
 	return e, nil
 }
@@ -174,6 +179,7 @@ func (e *Engine) Reload(pol Policy) {
 // contracts again; on Run's goroutine.
 func (e *Engine) applyReload(ctx context.Context) {
 	e.tracker.SetPolicy(e.pol.Load().Tracker)
+	e.onb.reloaded()
 	e.checkContracts(ctx)
 }
 

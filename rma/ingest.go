@@ -82,6 +82,7 @@ func (e *Engine) process(ctx context.Context, snap health.Poll) {
 		mc := ModuleFaults(pol, snap, m, moduleWide[m])
 		e.observe(ctx, pol, mc.observed, func(Fault) (int, string, config.Device) { return mc.sev, mc.impact, mc.inv })
 	}
+	e.onboard(ctx, pol, snap)
 	if e.opts.Processed != nil {
 		e.opts.Processed(snap.Polled)
 	}
@@ -125,7 +126,7 @@ func (e *Engine) agentLine() string {
 
 // recordSerial keeps the device -> serial history in the store.
 func (e *Engine) recordSerial(ctx context.Context, d health.Device) {
-	if e.serials[d.Device] == d.Serial {
+	if e.serials[d.Device] == d.Serial || e.onb.stale(d) {
 		return
 	}
 	changed, err := e.st.RecordSerial(ctx, d.Device, d.Serial, e.now())
@@ -143,7 +144,7 @@ func (e *Engine) recordSerial(ctx context.Context, d health.Device) {
 // label) in the store, for the probe after a restart; it writes only when
 // that changes.
 func (e *Engine) recordSlot(ctx context.Context, d health.Device) {
-	if d.ReadSlot == nil {
+	if d.ReadSlot == nil || e.onb.stale(d) {
 		return
 	}
 	slot := d.ReadSlot.ID

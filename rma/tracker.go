@@ -76,6 +76,17 @@ func (t *Tracker) Seed(f Fault) {
 	t.index(f.Serial, key)
 }
 
+// MarkConfirmed marks a fault as confirmed whether or not a streak is under
+// way: its case was opened by other means (replacement onboarding), so the
+// streak's confirmation must not append to it.
+func (t *Tracker) MarkConfirmed(f Fault) {
+	if s := t.streaks[f.DedupKey()]; s != nil {
+		s.confirmed = true
+		return
+	}
+	t.Seed(f)
+}
+
 func (t *Tracker) index(serial, key string) {
 	if t.bySer[serial] == nil {
 		t.bySer[serial] = map[string]bool{}

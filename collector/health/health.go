@@ -58,7 +58,22 @@ type Finding struct {
 // Token is what a device's token last said about itself.
 type Token struct {
 	Model, Manufacturer, Firmware, Hardware, Label string
+	// Initialized and UserPINInitialized are the token flags
+	// token_initialized and user_pin_initialized.
+	Initialized, UserPINInitialized bool
 }
+
+// SelfTest is the state of a device's logged-in self-test (login_sign).
+type SelfTest string
+
+// Self-test states: none when the device has no PIN (no self-test runs),
+// pending while it has not run on this token yet.
+const (
+	SelfTestNone    SelfTest = ""
+	SelfTestPending SelfTest = "pending"
+	SelfTestPassed  SelfTest = "passed"
+	SelfTestFailed  SelfTest = "failed"
+)
 
 // Slot is where a device's token was read.
 type Slot struct {
@@ -97,6 +112,19 @@ type Device struct {
 	Fresh   bool
 	// Findings are the device's findings in this poll, none when healthy.
 	Findings []Finding
+	// SelfTest is the state of the logged-in self-test, SelfTestError the
+	// error of a failed one.
+	SelfTest      SelfTest
+	SelfTestError string
+}
+
+// Unexpected is an initialised token not in the inventory: maybe a
+// replacement unit.
+type Unexpected struct {
+	Module, Serial, Label, Model, Firmware string
+	SlotID                                 uint
+	// Since is when it was first seen in this run of the agent.
+	Since time.Time
 }
 
 // Module is the latest poll of one module.
@@ -117,6 +145,9 @@ type Poll struct {
 	Devices []Device
 	// Modules are the inventory modules in inventory order.
 	Modules []Module
+	// Unexpected are the initialised tokens not in the inventory (a
+	// device's followed serial is in it), by module then slot order.
+	Unexpected []Unexpected
 }
 
 // Module returns the latest poll of the named module.
