@@ -142,6 +142,17 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		Kick:         a.outbox.kick,
 		AgentVersion: Version,
 		Processed:    a.opts.Polled,
+		Onboarding: &rma.Onboarding{
+			// A ready replacement fires install through the one
+			// transition path (Step runs on the engine's goroutine
+			// without waiting for its queue).
+			Install: func(ctx context.Context, id, evidence string) error {
+				_, err := a.engine.Step(ctx, id, rma.EventInput{Event: rma.StepInstall, Note: evidence}, rma.Action{Actor: rma.ActorAgent})
+				return err
+			},
+			Follow: func(device, serial string) { a.coll.FollowSerial(device, serial) },
+			Labels: a.store,
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("start case engine: %w", err)
@@ -153,6 +164,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 		Now:           a.opts.Now,
 		WorkerCommand: a.opts.WorkerCommand,
 		Known:         storeSlots(ctx, a.cfg, a.store, a.logger),
+		Follow:        followedSerials(ctx, a.cfg, a.store, a.logger),
 		OnPoll: func(snap collector.Snapshot) {
 			if a.dbWatch.check(); a.dbWatch.err() != nil {
 				return // no case event into a database that is gone; run stops

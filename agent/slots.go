@@ -54,3 +54,16 @@ func readOnlySlots(ctx context.Context, cfg *config.Config, log *slog.Logger) ma
 	}
 	return knownSlots(cfg, recs)
 }
+
+// followedSerials reads, from the daemon's open store, the serial each
+// device is polled under when a replacement unit was onboarded (the
+// configuration keeps the old serial; the serial history has the new). A
+// failure is logged and the agent polls the configured serials.
+func followedSerials(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) map[string]string {
+	follow, err := st.FollowedSerials(ctx, cfg.Devices)
+	if err != nil {
+		log.Warn("cannot read the serials of onboarded replacement units; polling the configured serials", "err", err)
+		return nil
+	}
+	return follow
+}

@@ -229,7 +229,7 @@ func roundDuration(d time.Duration) time.Duration {
 // policy.EndOfLife (compared as dotted numbers, as FirmwareCompliant does).
 func FirmwareEndOfLife(version string, policy config.Firmware) bool {
 	for _, v := range policy.EndOfLife {
-		if c, err := compareVersions(version, v); err == nil && c == 0 {
+		if c, err := health.CompareVersions(version, v); err == nil && c == 0 {
 			return true
 		}
 	}

@@ -223,6 +223,10 @@ type StepRecord struct {
 	// material destroyed.
 	Attest string `json:"attest,omitempty"`
 	Note   string `json:"note,omitempty"`
+	// Request is what an RMA request carries (RMARequest: the requested
+	// firmware, the site's shipping address and contact) on the events
+	// that ask the vendor for a unit: confirm and authorize.
+	Request map[string]any `json:"rma_request,omitempty"`
 }
 
 // BundleRef describes the diagnostics bundle attached to an event.

@@ -98,6 +98,7 @@ type Engine struct {
 	slots    map[string]SlotSeen     // device -> slot last recorded
 	bundles  map[string]*bundleRetry // case -> retries of its owed bundle
 	onb      *onboarder              // nil without EngineOptions.Onboarding
+	lastPoll health.Poll             // the poll being processed: the fleet's firmware at open
 }
 
 // NewEngine returns an engine for a policy (PolicyFrom). Nothing runs

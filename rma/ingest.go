@@ -57,6 +57,7 @@ func (e *Engine) active(ctx context.Context, id string) (bool, error) {
 // (the library failed before any token answered) says nothing about
 // itself: its module is observed once, as one module-level fault.
 func (e *Engine) process(ctx context.Context, snap health.Poll) {
+	e.lastPoll = snap
 	pol := *e.pol.Load()
 	polled := map[string]bool{}
 	for _, m := range snap.Polled {

@@ -2,6 +2,7 @@ package rma
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -42,6 +43,7 @@ func (e *Engine) open(ctx context.Context, pol Policy, f Fault, inv config.Devic
 		c.Due[DueBundle] = now.Add(e.opts.BundleRetryInterval)
 	}
 	data["severity"], data["impact"] = c.Severity, c.Impact
+	e.noteFleetFirmware(data, c.Device)
 	rows, err := outboxNoting(targets(pol, c, EventOpened, nil), c, EventOpened, nil, bundle, note, now)
 	if err != nil {
 		return err
@@ -89,6 +91,7 @@ func (e *Engine) reopen(ctx context.Context, pol Policy, prev Case, f Fault, inv
 	next.State, next.ClosedAt, next.Severity = StateOpen, time.Time{}, sev
 	bundle, note, data := e.bundle(ctx, next)
 	data["severity"], data["impact"], data["closed_at"] = sev, impact, prev.ClosedAt
+	e.noteFleetFirmware(data, prev.Device)
 	c, err := e.st.Transition(ctx, prev.ID, func(c *Case) (Event, []Delivery, error) {
 		if c.State != StateClosed {
 			return Event{}, nil, ErrNoChange
@@ -229,4 +232,34 @@ func (e *Engine) clear(ctx context.Context, pol Policy, key, note string) error 
 	e.logger.Info("case cleared", "case", c.ID, "device", c.Device, "fault", c.DedupKey)
 	e.committed(ctx, EventCleared)
 	return nil
+}
+
+// fleetFirmwareKey is the key of an opening event's data that records the
+// fleet's firmware for the device's model when the case opened: the
+// version an RMA request asks the replacement to carry (RMARequest).
+const fleetFirmwareKey = "fleet_firmware"
+
+// noteFleetFirmware records in an opening event's data the firmware most
+// devices of the device's model run in the poll being processed.
+func (e *Engine) noteFleetFirmware(data map[string]any, device string) {
+	if fw := FleetFirmware(e.lastPoll, DeviceModel(e.lastPoll, device)); fw != "" {
+		data[fleetFirmwareKey] = fw
+	}
+}
+
+// fleetFirmwareOf returns the fleet firmware the case's last (re)opening
+// recorded ("" if none did).
+func fleetFirmwareOf(evs []Event) string {
+	for _, ev := range sinceOpened(evs) {
+		if ev.Type != EventOpened && ev.Type != EventReopened {
+			continue
+		}
+		var d map[string]any
+		if json.Unmarshal(ev.Data, &d) == nil {
+			if fw, ok := d[fleetFirmwareKey].(string); ok {
+				return fw
+			}
+		}
+	}
+	return ""
 }

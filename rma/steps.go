@@ -148,13 +148,21 @@ func applyStep(ctx context.Context, st Store, pol Policy, prev Case, in EventInp
 	if err != nil {
 		return Case{}, err
 	}
+	var request map[string]any
+	if (in.Event == StepConfirm || in.Event == StepAuthorize) && flowOf(prev) != FlowNone {
+		evs, err := st.Events(ctx, prev.ID)
+		if err != nil {
+			return Case{}, err
+		}
+		request = RMARequest(prev, pol.device(prev.Device, prev.Serial), fleetFirmwareOf(evs))
+	}
 	c, err := st.Transition(ctx, prev.ID, func(c *Case) (Event, []Delivery, error) {
 		to, err := nextState(*c, in, pol)
 		if err != nil {
 			return Event{}, nil, err
 		}
 		rec := StepRecord{Event: in.Event, From: c.State, Actor: a.Actor, At: a.At.UTC(), RecordedAt: now.UTC(),
-			RMA: in.RMA, Tracking: in.Tracking, Attest: in.Attest, Note: in.Note}
+			RMA: in.RMA, Tracking: in.Tracking, Attest: in.Attest, Note: in.Note, Request: request}
 		c.State = to
 		if in.RMA != "" {
 			c.RMANumber = in.RMA
