@@ -57,6 +57,10 @@ func TestReplacementOnboardingFiresInstall(t *testing.T) {
 	if d := ra.devices(t)["hsm-0"]; d.Serial != repl.Serial || d.State != "healthy" {
 		t.Errorf("hsm-0 after install: serial %s %s, want the replacement %s healthy", d.Serial, d.State, repl.Serial)
 	}
+	// `check` looks for hsm-0 under the serial the daemon follows.
+	if _, got := checkStates(t, s.config); got["hsm-0"].Serial != repl.Serial || got["hsm-0"].State != "healthy" {
+		t.Errorf("check after install: hsm-0 serial %s %s, want the replacement %s healthy", got["hsm-0"].Serial, got["hsm-0"].State, repl.Serial)
+	}
 	ra.waitPolls(t, 3)
 	if n := len(where(s.desk.accepted("vendor"), func(c deskCall) bool { return c.Event.Event == "case.replacement_installed" })); n != 1 {
 		t.Errorf("install reached the vendor desk %d times, want once", n)

@@ -43,6 +43,7 @@ func PollOnce(ctx context.Context, cfg *config.Config, workerCommand []string, l
 		Logger:        logger,
 		WorkerCommand: workerCommand,
 		Known:         readOnlySlots(ctx, cfg, logger),
+		Follow:        readOnlyFollowed(ctx, cfg, logger),
 	})
 	if err != nil {
 		return nil, nil, err

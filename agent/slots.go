@@ -67,3 +67,18 @@ func followedSerials(ctx context.Context, cfg *config.Config, st *store.Store, l
 	}
 	return follow
 }
+
+// readOnlyFollowed reads the onboarded replacement serials for `check`
+// without creating or writing the state database, so that a one-shot poll
+// looks for a device under the serial the daemon polls it under.
+func readOnlyFollowed(ctx context.Context, cfg *config.Config, log *slog.Logger) map[string]string {
+	follow, err := store.ReadFollowedSerials(ctx, filepath.Join(cfg.StateDir, StateDBName), cfg.Devices)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		log.Warn("cannot read the serials of onboarded replacement units from the state database (state_dir); checking the configured serials", "err", err)
+		return nil
+	}
+	return follow
+}
