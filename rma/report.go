@@ -163,7 +163,7 @@ func caseRows(c Case, events []Event, dev config.Device, cal *calendar.Calendar,
 			stop = in.Now
 		}
 		r.Elapsed = clk.Elapsed(start, stop)
-		r.ElapsedText, r.ElapsedSeconds = r.Elapsed.String(), int64(r.Elapsed/time.Second)
+		r.ElapsedText, r.ElapsedSeconds = r.Elapsed.Round(time.Second).String(), int64(r.Elapsed/time.Second)
 		return r
 	}
 	var out []SLARow
