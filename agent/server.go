@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -48,6 +50,12 @@ func (a *Agent) handler() http.Handler {
 		}
 		if !a.coll.Ready() {
 			http.Error(w, "not ready: first poll not finished", http.StatusServiceUnavailable)
+			return
+		}
+		snap := a.coll.Snapshot()
+		if m, stalled := snap.Stalled(a.now()); stalled {
+			http.Error(w, fmt.Sprintf("not ready: no poll of module %s completed since %s (more than %s: the poll loop stalled)",
+				m.Name, m.LastPoll().UTC().Format(time.RFC3339), snap.StallAfter), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("OK\n"))

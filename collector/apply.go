@@ -148,7 +148,8 @@ func (c *Collector) logTransition(d config.Device, from State, st DeviceStatus) 
 
 // storeLocked builds and publishes a snapshot of the current state.
 func (c *Collector) storeLocked(polled []string) *Snapshot {
-	s := &Snapshot{Time: c.now(), Polled: polled}
+	s := &Snapshot{Time: c.now(), Polled: polled, PollInterval: c.cfg.PollInterval,
+		StallAfter: StallAfter(c.cfg.PollInterval, c.cfg.ProbeTimeout)}
 	if s.Polled == nil {
 		s.Polled = []string{}
 	}

@@ -66,6 +66,15 @@ var (
 	descModuleDuration = prometheus.NewDesc("hsm_module_probe_duration_seconds",
 		"How long the latest probe of the PKCS#11 module took, in seconds.",
 		[]string{"module"}, nil)
+	descLastPoll = prometheus.NewDesc("hsm_last_poll_timestamp_seconds",
+		"Unix time when the latest poll of the PKCS#11 module completed; a value older than a few poll intervals means the poll loop stalled and every other series of the module is stale.",
+		[]string{"module"}, nil)
+	descPollDuration = prometheus.NewDesc("hsm_poll_duration_seconds",
+		"How long the latest poll of the PKCS#11 module took, in seconds (the same value as hsm_module_probe_duration_seconds).",
+		[]string{"module"}, nil)
+	descPollInterval = prometheus.NewDesc("hsm_poll_interval_seconds",
+		"The configured poll_interval, in seconds: alert rules compare hsm_last_poll_timestamp_seconds with it.",
+		[]string{"module"}, nil)
 	descModuleSuccess = prometheus.NewDesc("hsm_module_probe_success",
 		"1 if the latest probe of the PKCS#11 module completed (library loaded and initialised, no worker crash, no token past the probe deadline), 0 if not.",
 		[]string{"module"}, nil)
@@ -75,7 +84,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descInfo, descState, descCheckSuccess,
 		descCheckDuration, descLastSuccess, descFlag, descContract, descFirmware,
-		descUnexpected, descModuleDuration, descModuleSuccess} {
+		descUnexpected, descModuleDuration, descModuleSuccess, descLastPoll, descPollDuration, descPollInterval} {
 		ch <- d
 	}
 }
@@ -142,5 +151,8 @@ func collectSnapshot(s *Snapshot, ch chan<- prometheus.Metric) {
 		gauge(ch, descUnexpected, float64(m.Unexpected), m.Name)
 		gauge(ch, descModuleDuration, m.Duration.Seconds(), m.Name)
 		gauge(ch, descModuleSuccess, boolValue(m.Success()), m.Name)
+		gauge(ch, descLastPoll, float64(m.LastPoll().UnixNano())/1e9, m.Name)
+		gauge(ch, descPollDuration, m.Duration.Seconds(), m.Name)
+		gauge(ch, descPollInterval, s.PollInterval.Seconds(), m.Name)
 	}
 }

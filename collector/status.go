@@ -162,6 +162,39 @@ type Snapshot struct {
 	Modules []ModuleStatus
 	// Unexpected are tokens not in the inventory, by module then slot order.
 	Unexpected []UnexpectedToken
+	// PollInterval is the configured poll_interval, and StallAfter how long
+	// a module may go without a completed poll before its loop counts as
+	// stalled (Stalled).
+	PollInterval, StallAfter time.Duration
+}
+
+// StallAfter is how long a module may go without a completed poll before
+// its poll loop counts as stalled: 3 x poll_interval, or, when probes may
+// legitimately take longer (a hung token is killed only at probe_timeout,
+// a poll takes at most about 3 x probe_timeout), one interval plus that.
+func StallAfter(pollInterval, probeTimeout time.Duration) time.Duration {
+	return max(3*pollInterval, pollInterval+3*probeTimeout)
+}
+
+// LastPoll is when the module's latest poll completed; zero before the first.
+func (m ModuleStatus) LastPoll() time.Time {
+	if !m.Polled {
+		return time.Time{}
+	}
+	return m.Start.Add(m.Duration)
+}
+
+// Stalled returns the first module whose latest completed poll is older
+// than StallAfter at now (its poll loop is stuck: a scrape would show stale
+// data as fresh); ok is false when every polled module is fresh. A module
+// not polled yet is not stalled (readiness covers the first poll).
+func (s Snapshot) Stalled(now time.Time) (m ModuleStatus, ok bool) {
+	for _, m := range s.Modules {
+		if m.Polled && s.StallAfter > 0 && now.Sub(m.LastPoll()) > s.StallAfter {
+			return m, true
+		}
+	}
+	return ModuleStatus{}, false
 }
 
 // Device returns the status of the named inventory device.
