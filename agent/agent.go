@@ -42,6 +42,10 @@ type Options struct {
 	WorkerCommand []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// EnableLifecycle serves POST /-/reload (a reload, as SIGHUP, answering
+	// its outcome); off, it answers 403, as Prometheus does without
+	// --web.enable-lifecycle.
+	EnableLifecycle bool
 	// Started, when set, receives the bound HTTP address once the server listens.
 	Started func(addr string)
 	// Polled, when set, is called after the case engine processed a poll
@@ -71,6 +75,9 @@ type Agent struct {
 	outbox  *deliveries
 	reg     *prometheus.Registry
 	reloads *reloadMetrics
+	// httpReload carries POST /-/reload requests to Run's loop, each with
+	// the channel that receives the reload's outcome.
+	httpReload chan chan error
 	notify  *notifier
 	dbWatch *dbWatch // the state database file, checked every poll round
 }
@@ -83,7 +90,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	logs := bundle.NewLogBuffer(opts.Logger.Handler(), 500)
-	a := &Agent{opts: opts, logger: slog.New(logs), logs: logs, notify: newNotifier()}
+	a := &Agent{opts: opts, logger: slog.New(logs), logs: logs, notify: newNotifier(), httpReload: make(chan chan error)}
 	cc, err := loadChecked(ctx, opts.ConfigFile, a.checkOptions())
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCannotStart, err)
@@ -223,7 +230,9 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 			}
 			return nil
 		case <-a.opts.Reload:
-			a.reload(ctx)
+			_ = a.reload(ctx) // logged and in hsm_agent_config_last_reload_successful
+		case reply := <-a.httpReload:
+			reply <- a.reload(ctx)
 		case err := <-a.dbWatch.fatal:
 			a.logger.Error("state database lost", "err", err)
 			a.notify.stopping()
@@ -237,7 +246,7 @@ func (a *Agent) run(ctx context.Context, cc *checkedConfig) (err error) {
 // device of a running inventory, then desks, collector and engine switch
 // to it together. A refused file keeps the running configuration and sets
 // hsm_agent_config_last_reload_successful to 0.
-func (a *Agent) reload(ctx context.Context) {
+func (a *Agent) reload(ctx context.Context) error {
 	a.notify.reloading()
 	defer a.notify.ready()
 	cc, err := loadChecked(ctx, a.opts.ConfigFile, a.checkOptions())
@@ -254,7 +263,7 @@ func (a *Agent) reload(ctx context.Context) {
 	if err != nil {
 		a.logger.Error("reload failed, keeping the running configuration", "file", a.opts.ConfigFile, "err", err)
 		a.reloads.set(false, a.now())
-		return
+		return err
 	}
 	if a.outbox.changed(cc.cfg.Desks) {
 		a.outbox.start(ctx, cc.cfg.Desks, cc.desks)
@@ -272,6 +281,7 @@ func (a *Agent) reload(ctx context.Context) {
 	}
 	a.reloads.set(true, a.now())
 	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "devices", len(cc.cfg.Devices))
+	return nil
 }
 
 // caseBundle builds the diagnostics bundle of a case for the engine.

@@ -43,6 +43,8 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("OK\n"))
 	})
+	mux.HandleFunc("POST /-/reload", a.lifecycleReload)
+	mux.HandleFunc("PUT /-/reload", a.lifecycleReload)
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if err := a.dbWatch.err(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -209,4 +211,30 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// lifecycleReload serves POST (and PUT) /-/reload: the same reload as
+// SIGHUP, answering 200 when the new configuration runs and 500 with the
+// reason when it was refused (the old one keeps running). Without
+// --web.enable-lifecycle it answers 403, as Prometheus does.
+func (a *Agent) lifecycleReload(w http.ResponseWriter, r *http.Request) {
+	if !a.opts.EnableLifecycle {
+		http.Error(w, "Lifecycle API is not enabled (start hsm-agent run with --web.enable-lifecycle).", http.StatusForbidden)
+		return
+	}
+	reply := make(chan error, 1)
+	select {
+	case a.httpReload <- reply:
+	case <-r.Context().Done():
+		return
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			http.Error(w, "reload failed, the running configuration is kept: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte("configuration reloaded\n"))
+	case <-r.Context().Done():
+	}
 }

@@ -27,7 +27,8 @@ const defaultConfig = cli.DefaultConfigFile
 const usage = `hsm-agent watches HSMs over PKCS#11 and runs their support lifecycle.
 
 Usage:
-  hsm-agent run [--config FILE] [--web.config.file FILE] [--log.level LEVEL]
+  hsm-agent run [--config FILE] [--web.listen-address ADDR] [--web.config.file FILE]
+                [--web.enable-lifecycle] [--log.level LEVEL] [--log.format logfmt|json]
                                     foreground daemon (what the service runs)
   hsm-agent check [--config FILE] [--json]
                                     one poll of everything; exit 0 all healthy,
@@ -35,8 +36,9 @@ Usage:
   hsm-agent config check FILE       validate a configuration file and exit 0 (valid) or 1
   hsm-agent cases [--all] [--json]   list open (or all) cases
   hsm-agent cases show ID [--json]   one case with its event log and deliveries
-  hsm-agent case ID close|cancel|approve|note [--note S]
-                                    an operator action on a case
+  hsm-agent case ID EVENT [--rma N] [--tracking T] [--at TIME] [--note S] [--attest zeroized]
+                                    a flow event (confirm, authorize, ship, receive, install,
+                                    return) or an action (close, cancel, approve, note)
   hsm-agent report sla [--since DATE] [--until DATE] [--json|--csv]
                                     every vendor target per case: due, done, met or
                                     missed, time elapsed, service-credit eligibility
@@ -105,8 +107,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", defaultConfig, "configuration `FILE`")
+	fs.StringVar(configFile, "config.file", defaultConfig, "configuration `FILE` (the same as --config)")
 	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for the HTTP endpoints")
+	listen := fs.String("web.listen-address", "", "`ADDRESS` to serve /metrics and the API on; overrides the configuration's listen")
+	lifecycle := fs.Bool("web.enable-lifecycle", false, "serve POST /-/reload (a reload, as SIGHUP)")
 	level := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log.format", "", "log `FORMAT`: logfmt or json (default: logfmt on a terminal, json under systemd)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -115,16 +121,22 @@ func runDaemon(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hsm-agent: --log.level %q: use debug, info, warn or error\n", *level)
 		return 2
 	}
-	logger := agent.NewLogger(stderr, lvl)
+	logger, err := agent.NewLoggerFormat(stderr, lvl, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "hsm-agent: %v\n", err)
+		return 2
+	}
 	reload := cli.HangupReloads()
 	opts := agent.Options{
-		ConfigFile:    *configFile,
-		WebConfigFile: *webConfig,
-		Logger:        logger,
-		Reload:        reload,
+		ConfigFile:      *configFile,
+		WebConfigFile:   *webConfig,
+		Listen:          *listen,
+		EnableLifecycle: *lifecycle,
+		Logger:          logger,
+		Reload:          reload,
 	}
 	// service.Run answers the Windows service manager; elsewhere it just runs.
-	err := service.Run(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
+	err = service.Run(signalContext(), func(ctx context.Context) error { return agent.Run(ctx, opts) })
 	if err != nil {
 		logger.Error("hsm-agent stopped", "err", err)
 		if errors.Is(err, agent.ErrCannotStart) {
