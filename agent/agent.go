@@ -78,8 +78,8 @@ type Agent struct {
 	// httpReload carries POST /-/reload requests to Run's loop, each with
 	// the channel that receives the reload's outcome.
 	httpReload chan chan error
-	notify  *notifier
-	dbWatch *dbWatch // the state database file, checked every poll round
+	notify     *notifier
+	dbWatch    *dbWatch // the state database file, checked every poll round
 }
 
 // Run loads the configuration and runs the daemon until ctx is cancelled.
