@@ -180,12 +180,30 @@ func (d *Desk) comment(ctx context.Context, id string, ev event) (bool, error) {
 // test reads the queue and searches it: a round trip that proves the
 // credentials and the rights, and creates nothing.
 func (d *Desk) test(ctx context.Context) (string, bool, error) {
-	if _, retryable, err := d.do(ctx, http.MethodGet, "queue/"+url.PathEscape(d.queue), nil, nil); err != nil {
+	raw, retryable, err := d.do(ctx, http.MethodGet, "queue/"+url.PathEscape(d.queue), nil, nil)
+	if err != nil {
 		var e *desk.Error
 		if errors.As(err, &e) && e.Status == http.StatusNotFound {
 			err = fmt.Errorf("queue: RT has no queue %q, or the user may not see it (SeeQueue); set desks[].queue: %w", d.queue, err)
 		}
 		return "", retryable, err
+	}
+	// REST2 offers the queue's "create" link only to a user with CreateTicket.
+	var queue struct {
+		Links []struct {
+			Ref string `json:"ref"`
+		} `json:"_hyperlinks"`
+	}
+	if err := json.Unmarshal(raw, &queue); err != nil {
+		return "", false, &desk.Error{Reason: desk.ReasonBadResponse, Err: fmt.Errorf("desk %q: queue %q: the answer is not a REST2 queue: %w", d.name, d.queue, err)}
+	}
+	canCreate := false
+	for _, l := range queue.Links {
+		canCreate = canCreate || l.Ref == "create"
+	}
+	if !canCreate {
+		return "", false, &desk.Error{Reason: desk.ReasonStatus4xx, Err: fmt.Errorf(
+			"desk %q: permission: the RT user may not create tickets in queue %q; grant it CreateTicket there", d.name, d.queue)}
 	}
 	q := url.Values{"query": {"Queue = " + tsqlQuote(d.queue)}, "per_page": {"1"}}
 	if _, retryable, err := d.do(ctx, http.MethodGet, "tickets", q, nil); err != nil {

@@ -95,7 +95,10 @@ func (f *fakeRT) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `["Comments added"]`)
 	case r.Method == http.MethodGet && h.Path == "queue/General":
-		_, _ = io.WriteString(w, `{"id":1,"Name":"General"}`)
+		_, _ = io.WriteString(w, `{"id":1,"Name":"General","_hyperlinks":[{"ref":"self","type":"queue","id":1},
+			{"ref":"create","type":"ticket","_url":"`+f.srv.URL+`/REST/2.0/ticket?Queue=1"}]}`)
+	case r.Method == http.MethodGet && h.Path == "queue/ReadOnly":
+		_, _ = io.WriteString(w, `{"id":2,"Name":"ReadOnly","_hyperlinks":[{"ref":"self","type":"queue","id":2}]}`)
 	default:
 		http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
 	}

@@ -35,9 +35,10 @@
 //	other       -> 0   (Low)
 //
 // `hsm-agent desk test` reads the queue (GET /queue/{name}: proves the
-// credentials and that the user may see the queue) and searches it (proves
-// the user may see its tickets); it creates no ticket, and says whether
-// auth, permission, the queue or the network failed.
+// credentials, that the user may see the queue, and by the "create" link
+// REST2 offers only then, that it may create tickets there) and searches it
+// (proves the user may see its tickets); it creates no ticket, and says
+// whether auth, permission, the queue or the network failed.
 package rt
 
 import (

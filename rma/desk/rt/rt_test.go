@@ -265,7 +265,8 @@ func TestCloseWithoutTicket(t *testing.T) {
 }
 
 // TestDeskTestSaysWhatFailed: desk test reads the queue and searches it,
-// creates nothing, and names a missing queue.
+// creates nothing, and names a missing queue, a missing CreateTicket right
+// and an unreachable RT.
 func TestDeskTestSaysWhatFailed(t *testing.T) {
 	t.Parallel()
 	f := newFakeRT(t)
@@ -279,6 +280,10 @@ func TestDeskTestSaysWhatFailed(t *testing.T) {
 	_, err := desk.Test(context.Background(), tokenDesk(t, f, func(c *config.Desk) { c.Queue = "Vendor" }))
 	if err == nil || !strings.Contains(err.Error(), `queue: RT has no queue "Vendor"`) {
 		t.Errorf("missing queue: %v", err)
+	}
+	_, err = desk.Test(context.Background(), tokenDesk(t, f, func(c *config.Desk) { c.Queue = "ReadOnly" }))
+	if err == nil || !strings.Contains(err.Error(), `permission: the RT user may not create tickets in queue "ReadOnly"`) {
+		t.Errorf("queue without CreateTicket: %v", err)
 	}
 	f.srv.Close()
 	_, err = desk.Test(context.Background(), tokenDesk(t, f, nil))

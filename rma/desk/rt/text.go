@@ -12,9 +12,9 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 )
 
-// event is a desk event with the case facts a vendor asks for that the
-// event may carry (model, firmware, contract ID: "not reported" until it
-// does).
+// event is a desk event with the device facts a vendor asks for that the
+// event may carry as case.model, case.firmware and case.contract_id (today
+// the case description's device header holds them; the ticket says so).
 type event struct {
 	rma.DeskEvent
 	Model      string
@@ -66,13 +66,19 @@ func ticketText(ev event) string {
 	row := func(k, v string) { fmt.Fprintf(&b, "%-20s %s\n", k+":", v) }
 	row("Serial", c.Serial)
 	row("Device", c.Device)
-	row("Model", orNot(ev.Model))
-	row("Firmware", orNot(ev.Firmware))
+	device := func(v string) string { // the description's device header has them until the event does
+		if strings.TrimSpace(v) == "" && strings.TrimSpace(c.Description) != "" {
+			return "see the description above"
+		}
+		return orNot(v)
+	}
+	row("Model", device(ev.Model))
+	row("Firmware", device(ev.Firmware))
 	row("Environment", orNot(c.Environment))
 	row("Severity", strconv.Itoa(c.Severity))
 	row("Pool impact", orNot(strings.TrimSpace(c.Pool+" "+c.Impact)))
 	row("Tier", orNot(c.Tier))
-	row("Contract ID", orNot(ev.ContractID))
+	row("Contract ID", device(ev.ContractID))
 	row("Fault", string(c.Kind)+"/"+c.Fault)
 	row("Flow", string(c.Flow))
 	row("Opened", c.OpenedAt.UTC().Format("2006-01-02 15:04:05Z"))
