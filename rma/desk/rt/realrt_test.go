@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +25,12 @@ func rootDesk(t *testing.T, r *realrt.Server) config.Desk {
 }
 
 // TestRealRT drives one real Request Tracker 5 (Debian's packages, on
-// loopback): a case's whole life on its ticket, a restart, ten agents
-// racing to open the same case, and desk test.
+// loopback): a case's whole life on its ticket, a restart, and desk test.
+// Ten agents racing to open the same case: TestTenDaemonsOneRTTicket in
+// agent/cmd/hsm-agent.
 func TestRealRT(t *testing.T) {
 	r := realrt.Start(t)
 	t.Run("lifecycle", func(t *testing.T) { testRealLifecycle(t, r) })
-	t.Run("ten agents open one ticket", func(t *testing.T) { testRealRace(t, r) })
 	t.Run("desk test", func(t *testing.T) { testRealDeskTest(t, r) })
 }
 
@@ -83,60 +82,6 @@ func testRealLifecycle(t *testing.T, r *realrt.Server) {
 	}
 	if n := r.Transactions(t, id, "Comment"); n != 2 {
 		t.Errorf("after close the ticket has %d comments, want 2", n)
-	}
-}
-
-// testRealRace: ten desk instances (each what one agent process holds: its
-// own client and no shared state) deliver the same case.opened at once;
-// exactly one ticket stays open and every agent reports it.
-func testRealRace(t *testing.T, r *realrt.Server) {
-	c := testCase(uniqueSerial("RTR"), 2)
-	const agents = 10
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		ids   [agents]string
-		errs  [agents]error
-	)
-	for i := range agents {
-		d := newDesk(t, rootDesk(t, r))
-		m := message(t, rma.EventOpened, 1, c, nil, "", false)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ids[i], _, errs[i] = d.Send(context.Background(), m)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i := range agents {
-		if errs[i] != nil {
-			t.Fatalf("agent %d: %v", i, errs[i])
-		}
-		if ids[i] != ids[0] {
-			t.Errorf("agent %d reports ticket %s, agent 0 ticket %s: all must agree", i, ids[i], ids[0])
-		}
-	}
-	all := r.Tickets(t, c.DedupKey)
-	var open []string
-	lowest := 0
-	for id, st := range all {
-		if st != "resolved" {
-			open = append(open, id)
-		}
-		if n, _ := strconv.Atoi(id); lowest == 0 || n < lowest {
-			lowest = n
-		}
-	}
-	if len(open) != 1 || open[0] != ids[0] || open[0] != strconv.Itoa(lowest) {
-		t.Errorf("ten agents left tickets %v (open %v, agents report %s): want exactly one open, the lowest ID", all, open, ids[0])
-	}
-	t.Logf("ten agents created %d ticket(s); %d resolved as duplicates of #%s", len(all), len(all)-1, ids[0])
-	var tk map[string]any
-	r.MustGet(t, "ticket/"+ids[0], nil, &tk)
-	if fmt.Sprint(tk["Priority"]) != "75" {
-		t.Errorf("severity 2 ticket has Priority %v, want 75", tk["Priority"])
 	}
 }
 
