@@ -22,34 +22,15 @@ import (
 // the token fails, every agent opens its case and delivers it: exactly one
 // RT ticket stays open (the lowest ID; any other an agent created in the
 // race is resolved as its duplicate), with the case's priority and the
-// bundle attached, and every agent records that ticket. A restarted agent
-// adds no ticket; closing the case on one agent comments and resolves it.
+// bundle attached, and every agent records that ticket. An agent restarted
+// with its state lost finds that ticket instead of filing another; closing
+// the case on one agent comments on the ticket and resolves it.
 func TestTenDaemonsOneRTTicket(t *testing.T) {
 	r := realrt.Start(t)
-	base, fleet, faults := caseSite(t, 1, "127.0.0.1:0", nil, "")
-	serial := fleet.Tokens[0].Serial
-	raw, err := os.ReadFile(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	password := filepath.Join(t.TempDir(), "rt.password")
-	if err := os.WriteFile(password, []byte("password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const agents = 10
-	cfgs := make([]string, agents)
-	listens := make([]string, agents)
+	cfgs, listens, serial, faults := rtDaemonConfigs(t, r, agents)
 	daemons := make([]*daemon, agents)
 	for i := range agents {
-		dir := t.TempDir()
-		listens[i] = freePort(t)
-		cfg := strings.Replace(string(raw), `listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", listens[i]), 1)
-		cfg = strings.Replace(cfg, fmt.Sprintf("state_dir: %q", filepath.Join(filepath.Dir(base), "state")), fmt.Sprintf("state_dir: %q", filepath.Join(dir, "state")), 1)
-		cfg += fmt.Sprintf("desks:\n  - {name: rt, type: rt, role: vendor, url: %q, queue: General, username: root, password_file: %q, timeout: 60s}\n", r.Base, password)
-		cfgs[i] = filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgs[i], []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		daemons[i] = startDaemon(t, cfgs[i])
 	}
 	for i := range agents {
@@ -58,22 +39,7 @@ func TestTenDaemonsOneRTTicket(t *testing.T) {
 	if err := faults.Set(serial, pkcs11test.FaultMissing, ""); err != nil {
 		t.Fatal(err)
 	}
-
-	// Every agent delivers its case and records the ticket RT gave it.
-	refs := make([]string, agents)
-	var c rma.Case
-	waitEvery(t, 3*time.Minute, time.Second, "every agent's case delivered to RT", func() bool {
-		for i := range agents {
-			if refs[i] != "" {
-				continue
-			}
-			cases := casesJSON(t, cfgs[i])
-			if len(cases) == 1 && cases[0].DeskRefs["rt"] != "" {
-				refs[i], c = cases[0].DeskRefs["rt"], cases[0]
-			}
-		}
-		return !slices.Contains(refs, "")
-	})
+	refs, c := waitTicketRefs(t, cfgs)
 	all := r.Tickets(t, c.DedupKey)
 	var open []string
 	for id, st := range all {
@@ -100,14 +66,21 @@ func TestTenDaemonsOneRTTicket(t *testing.T) {
 		t.Errorf("ticket %s has no diagnostics bundle attached", id)
 	}
 
-	// A restarted agent (same state) adds no ticket.
+	// Agent 0 restarts with its state lost: it opens the case afresh and
+	// finds the open ticket in RT instead of filing a second one.
 	_ = daemons[0].cmd.Process.Signal(syscall.SIGTERM)
 	<-daemons[0].exited
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(cfgs[0]), "state")); err != nil {
+		t.Fatal(err)
+	}
 	startDaemon(t, cfgs[0])
 	waitMetrics(t, "http://"+listens[0], fmt.Sprintf(`hsm_up{device="hsm-0",serial=%q} 0`, serial), time.Minute)
+	if ref, _ := waitTicketRefs(t, cfgs[:1]); ref[0] != id {
+		t.Errorf("the restarted agent recorded ticket %s, want %s", ref[0], id)
+	}
 
 	// Closing the case on one agent comments on the ticket and resolves it.
-	if code, _, errOut := hsmAgent(t, "case", casesJSON(t, cfgs[0])[0].ID, "close", "--note", "replaced", "--config", cfgs[0]); code != 0 {
+	if code, _, errOut := hsmAgent(t, "case", casesJSON(t, cfgs[1])[0].ID, "close", "--note", "replaced", "--config", cfgs[1]); code != 0 {
 		t.Fatalf("case close: exit %d: %s", code, errOut)
 	}
 	waitEvery(t, 2*time.Minute, time.Second, "the ticket resolved", func() bool { return r.Tickets(t, c.DedupKey)[id] == "resolved" })
@@ -117,6 +90,56 @@ func TestTenDaemonsOneRTTicket(t *testing.T) {
 	if after := r.Tickets(t, c.DedupKey); len(after) != len(all) {
 		t.Errorf("tickets %v after the restart and close, want the same %d as before", after, len(all))
 	}
+}
+
+// rtDaemonConfigs writes n agent configurations over one SoftHSM token,
+// each with its own state directory and listen address and an rt desk at
+// r as root.
+func rtDaemonConfigs(t *testing.T, r *realrt.Server, n int) (cfgs, listens []string, serial string, faults *pkcs11test.Faults) {
+	t.Helper()
+	base, fleet, faults := caseSite(t, 1, "127.0.0.1:0", nil, "")
+	raw, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := filepath.Join(t.TempDir(), "rt.password")
+	if err := os.WriteFile(password, []byte("password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		dir := t.TempDir()
+		listen := freePort(t)
+		cfg := strings.Replace(string(raw), `listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", listen), 1)
+		cfg = strings.Replace(cfg, fmt.Sprintf("state_dir: %q", filepath.Join(filepath.Dir(base), "state")), fmt.Sprintf("state_dir: %q", filepath.Join(dir, "state")), 1)
+		cfg += fmt.Sprintf("desks:\n  - {name: rt, type: rt, role: vendor, url: %q, queue: General, username: root, password_file: %q, timeout: 60s}\n", r.Base, password)
+		file := filepath.Join(dir, "config.yml")
+		if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfgs, listens = append(cfgs, file), append(listens, listen)
+	}
+	return cfgs, listens, fleet.Tokens[0].Serial, faults
+}
+
+// waitTicketRefs waits until the one case of every agent (by config file)
+// records its RT ticket, and returns the tickets and a case.
+func waitTicketRefs(t *testing.T, cfgs []string) ([]string, rma.Case) {
+	t.Helper()
+	refs := make([]string, len(cfgs))
+	var c rma.Case
+	waitEvery(t, 3*time.Minute, time.Second, "every agent's case delivered to RT", func() bool {
+		for i := range cfgs {
+			if refs[i] != "" {
+				continue
+			}
+			cases := casesJSON(t, cfgs[i])
+			if len(cases) == 1 && cases[0].DeskRefs["rt"] != "" {
+				refs[i], c = cases[0].DeskRefs["rt"], cases[0]
+			}
+		}
+		return !slices.Contains(refs, "")
+	})
+	return refs, c
 }
 
 // hasBundle reports whether the ticket has a file attached.
