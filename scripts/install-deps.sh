@@ -37,3 +37,8 @@ if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The rt desk's test starts rt-server itself; the package's enabled unit (wanting mysql,
+# postgresql, apache2) would make `systemd-analyze verify` of hsm-agent's unit warn.
+if [[ " ${missing[*]} " == *" request-tracker5 "* ]]; then
+  "${SUDO[@]}" systemctl disable request-tracker5.service >/dev/null 2>&1 || true
+fi
