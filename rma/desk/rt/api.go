@@ -165,7 +165,7 @@ func (d *Desk) comment(ctx context.Context, id string, ev event) (bool, error) {
 		"Content":     commentText(ev),
 		"ContentType": "text/plain",
 	}
-	if releasesBundle(ev.Event) {
+	if bringsBundle(ev.Event) {
 		if a := attachments(ev); a != nil {
 			body["Attachments"] = a
 		}

@@ -11,9 +11,13 @@
 //     case's severity and the diagnostics bundle attached (REST2
 //     Attachments, base64) unless upload: approve withholds it.
 //   - A ticket: the event becomes a comment on it (POST
-//     /ticket/{id}/comment; the bundle attached on case.approved and
-//     case.bundle), and case.closed or case.cancelled resolve it in the same
-//     request (Status: resolved). A resent case.opened adds nothing.
+//     /ticket/{id}/comment; the bundle attached on case.approved,
+//     case.bundle and case.reopened), and case.closed or case.cancelled
+//     resolve it in the same request (Status: resolved), so a retry never
+//     leaves a comment without the resolve. A resent case.opened adds
+//     nothing. A case reopened after its ticket was resolved gets a new
+//     ticket (the search looks at active tickets only); closing a case
+//     without an active ticket is a success that writes nothing.
 //
 // Duplicates. Search-before-create cannot stop two agents that search at
 // the same moment from both creating. So after a create, and whenever a

@@ -109,7 +109,8 @@ func TestDedupField(t *testing.T) {
 }
 
 // TestLaterEventsComment: later events are comments on the found ticket,
-// a withheld bundle goes with case.approved, and close resolves.
+// a withheld bundle goes with case.approved, a reopening's bundle with
+// case.reopened, and close resolves in the same request.
 func TestLaterEventsComment(t *testing.T) {
 	t.Parallel()
 	f := newFakeRT(t)
@@ -120,7 +121,7 @@ func TestLaterEventsComment(t *testing.T) {
 	steps := []struct {
 		event    string
 		withhold bool
-	}{{rma.EventOpened, true}, {rma.EventUpdated, false}, {rma.EventBundleApproved, false}, {rma.EventClosed, false}}
+	}{{rma.EventOpened, true}, {rma.EventUpdated, false}, {rma.EventBundleApproved, false}, {rma.EventReopened, false}, {rma.EventClosed, false}}
 	for i, s := range steps {
 		id, _, err := d.Send(ctx, message(t, s.event, i+1, c, nil, bundle, s.withhold))
 		if err != nil || id != "1" {
@@ -143,8 +144,8 @@ func TestLaterEventsComment(t *testing.T) {
 			comments = append(comments, h)
 		}
 	}
-	if len(comments) != 3 {
-		t.Fatalf("%d comments, want 3 (updated, approved, closed)", len(comments))
+	if len(comments) != 4 {
+		t.Fatalf("%d comments, want 4 (updated, approved, reopened, closed)", len(comments))
 	}
 	if _, ok := comments[0].Body["Attachments"]; ok || comments[0].Body["Status"] != nil {
 		t.Errorf("case.updated comment %v: no attachment, no status change", comments[0].Body)
@@ -152,8 +153,11 @@ func TestLaterEventsComment(t *testing.T) {
 	if att, _ := comments[1].Body["Attachments"].([]any); len(att) != 1 {
 		t.Errorf("case.approved comment carries attachments %v, want the bundle", comments[1].Body["Attachments"])
 	}
-	if comments[2].Body["Status"] != "resolved" {
-		t.Errorf("case.closed comment %v does not resolve", comments[2].Body)
+	if att, _ := comments[2].Body["Attachments"].([]any); len(att) != 1 {
+		t.Errorf("case.reopened comment carries attachments %v, want its bundle", comments[2].Body["Attachments"])
+	}
+	if comments[3].Body["Status"] != "resolved" {
+		t.Errorf("case.closed comment %v does not resolve", comments[3].Body)
 	}
 }
 

@@ -154,16 +154,16 @@ func commentText(ev event) string {
 	if ev.Page != nil {
 		fmt.Fprintf(&b, "Page: %s (call %s, vendor reference %s)\n", ev.Page.Text, ev.Page.Phone, ev.Page.VendorRef)
 	}
-	if releasesBundle(ev.Event) {
+	if bringsBundle(ev.Event) {
 		writeBundle(&b, ev)
 	}
 	return b.String()
 }
 
-// releasesBundle reports whether event brings a bundle the ticket does not
-// have yet (approved for upload, or written late).
-func releasesBundle(event string) bool {
-	return event == rma.EventBundleApproved || event == rma.EventBundleAdded
+// bringsBundle reports whether event brings a bundle the ticket does not
+// have yet (approved for upload, written late, or taken at a reopening).
+func bringsBundle(event string) bool {
+	return event == rma.EventBundleApproved || event == rma.EventBundleAdded || event == rma.EventReopened
 }
 
 // attachments is the REST2 Attachments list of ev's bundle; nil without
