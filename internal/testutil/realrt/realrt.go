@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,7 +31,7 @@ const Packages = "request-tracker5 rt5-db-sqlite rt5-standalone"
 // Server is a Request Tracker 5 started on loopback for one test.
 type Server struct {
 	Base  string // http://127.0.0.1:PORT
-	Start int    // the highest ticket ID when the test began (the SQLite DB is shared by every run)
+	Start int    // the highest ticket ID when the test began (the database copy holds earlier runs' tickets)
 }
 
 // Start starts rt-server on a free loopback port and waits until REST2
@@ -49,6 +50,7 @@ func Start(t testing.TB) *Server {
 	_ = l.Close()
 	var out bytes.Buffer
 	cmd := exec.Command(Binary, "--port", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), "RT_SITE_CONFIG_DIR="+privateDB(t))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -84,6 +86,47 @@ func Start(t testing.TB) *Server {
 	}
 	r.Start = r.MaxID(t)
 	return r
+}
+
+// Where Debian's packages keep RT's site configuration and SQLite database.
+const (
+	siteConfigDir = "/etc/request-tracker5/RT_SiteConfig.d"
+	database      = "/var/lib/dbconfig-common/sqlite3/request-tracker5/rtdb"
+)
+
+// privateDB copies the installed database and site configuration into a
+// temporary directory, pointing the configuration at the copy, and returns
+// the directory for RT_SITE_CONFIG_DIR: every test's RT has its own
+// database, so parallel test packages never contend for one SQLite file.
+func privateDB(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := os.ReadFile(database)
+	if err != nil {
+		t.Fatalf("Request Tracker 5's SQLite database (%v): install %s, and run the tests as root or in group www-data", err, Packages)
+	}
+	copyDB := filepath.Join(dir, "rtdb")
+	if err := os.WriteFile(copyDB, db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	confs, err := filepath.Glob(filepath.Join(siteConfigDir, "*.pm"))
+	if err != nil || len(confs) == 0 {
+		t.Fatalf("no RT site configuration in %s (%v): install %s", siteConfigDir, err, Packages)
+	}
+	for _, c := range confs {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(c)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	override := fmt.Sprintf("Set($DatabaseName, %q);\n1;\n", copyDB) // read last: 99 sorts after Debian's files
+	if err := os.WriteFile(filepath.Join(dir, "99-hsm-agent-test.pm"), []byte(override), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // Get GETs a REST2 path as root into into (when 200) and returns the status
