@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/rt"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 )
@@ -41,6 +42,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskSpool:
 		d, err := spool.New(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskRT:
+		d, err := rt.New(cfg, logger, rt.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

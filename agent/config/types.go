@@ -49,6 +49,7 @@ const (
 const (
 	DeskWebhook = "webhook"
 	DeskSpool   = "spool"
+	DeskRT      = "rt" // Request Tracker 5 REST2 (rma/desk/rt)
 )
 
 // Defaults applied to settings the file leaves out.
@@ -298,6 +299,14 @@ type Desk struct {
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// RatePerMinute caps deliveries to this desk (0 = no limit).
 	RatePerMinute int `yaml:"rate_per_minute" json:"rate_per_minute,omitempty"`
+
+	// rt desk (Request Tracker 5 REST2): the queue tickets go to, the
+	// user of basic auth (with PasswordFile; else TokenFile), and the
+	// custom field that carries the dedup key (default: a subject tag).
+	Queue        string `yaml:"queue" json:"queue,omitempty"`
+	Username     string `yaml:"username" json:"username,omitempty"`
+	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
+	DedupField   string `yaml:"dedup_field" json:"dedup_field,omitempty"`
 }
 
 // Diagnostics configures what a diagnostics bundle holds.

@@ -90,6 +90,32 @@ var deskTypes = []deskType{
 		required: []deskSetting{{"dir", "set the directory to write case events to, e.g. /var/spool/hsm-agent"}},
 		optional: []string{"phones", "rate_per_minute"},
 	},
+	{
+		name: DeskRT,
+		required: []deskSetting{
+			{"url", "set the RT base URL, e.g. https://rt.example.com (REST2 is under /REST/2.0/)"},
+			{"queue", "set the RT queue tickets go to, e.g. General"},
+		},
+		optional: []string{"token_file", "username", "password_file", "dedup_field", "phones", "timeout", "rate_per_minute"},
+		check:    checkRT,
+	},
+}
+
+// checkRT checks an rt desk's URL and that it has exactly one way to log in.
+func checkRT(d Desk, report func(string, string)) {
+	if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		report("url", fmt.Sprintf("%q is not an http or https URL; e.g. https://rt.example.com", d.URL))
+	}
+	switch {
+	case d.TokenFile != "" && (d.Username != "" || d.PasswordFile != ""):
+		report("token_file", "set either token_file or username and password_file, not both")
+	case d.TokenFile == "" && d.Username == "" && d.PasswordFile == "":
+		report("token_file", "required for an rt desk; set token_file to a file holding an RT auth token, or username and password_file")
+	case d.TokenFile == "" && d.Username == "":
+		report("username", "required with password_file; set the RT user name, e.g. hsm-agent")
+	case d.TokenFile == "" && d.PasswordFile == "":
+		report("password_file", "required with username; set a file holding the RT user's password")
+	}
 }
 
 // DeskTypes lists the desk types this version knows.
@@ -102,11 +128,13 @@ func DeskTypes() []string {
 }
 
 // deskSettingNames lists every type-specific setting, in file order.
-var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute"}
+var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute",
+	"queue", "username", "password_file", "dedup_field"}
 
 // settings returns the type-specific string settings by YAML name.
 func (d Desk) settings() map[string]string {
-	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir}
+	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir,
+		"queue": d.Queue, "username": d.Username, "password_file": d.PasswordFile, "dedup_field": d.DedupField}
 }
 
 // isSet reports which type-specific settings hold a value, by YAML name.
