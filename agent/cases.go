@@ -239,6 +239,7 @@ func knownSecrets(cfg *config.Config) []config.Secret {
 	for _, d := range cfg.Desks {
 		add(config.CredentialName(config.CredentialDeskSecret, d.Name), d.SecretFile)
 		add(config.CredentialName(config.CredentialDeskToken, d.Name), d.TokenFile)
+		add(config.CredentialName(config.CredentialDeskRoutingKey, d.Name), d.RoutingKeyFile)
 	}
 	add(CredentialAPIToken, cfg.API.TokenFile)
 	return out
