@@ -27,6 +27,7 @@ const (
 //	CredentialName(CredentialPIN, "hsm-a")           = "pin_hsm-a"          (credentials/pins/hsm-a)
 //	CredentialName(CredentialDeskSecret, "vendor")   = "desk_vendor.secret" (credentials/desks/vendor.secret)
 //	CredentialName(CredentialDeskToken, "vendor")    = "desk_vendor.token"  (credentials/desks/vendor.token)
+//	CredentialName(CredentialDeskRoutingKey, "oncall") = "desk_oncall.routing_key" (credentials/desks/oncall.routing_key)
 //
 // Pass the result to config.ReadCredential with the config's *_file path as
 // the fallback. It returns "" (no credential: config.ReadCredential then
