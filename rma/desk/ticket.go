@@ -54,12 +54,6 @@ func (t Ticket) Closing() bool {
 	return t.Event == rma.EventClosed || t.Event == rma.EventCancelled
 }
 
-// ReleasesBundle reports whether the event brings a bundle the ticket does
-// not have yet (approved for upload, or written late).
-func (t Ticket) ReleasesBundle() bool {
-	return t.Event == rma.EventBundleApproved || t.Event == rma.EventBundleAdded
-}
-
 // orNot is v trimmed, or NotReported.
 func orNot(v string) string {
 	if v = strings.TrimSpace(v); v == "" {

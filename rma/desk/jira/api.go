@@ -72,7 +72,7 @@ func (d *Desk) explain(err error) error {
 	case e.Status == http.StatusNotFound:
 		hint = "not found: check url, project, service_desk_id and request_type_id, and that the user may see them"
 	case e.Status == http.StatusBadRequest:
-		hint = "Jira refused a field: check issue_type, the priority names (priorities) and that the screen has labels and priority"
+		hint = "Jira refused the request: check project, issue_type, the priority names (priorities) and that the create screen or request type has labels and priority"
 	case e.Status == 0 && (e.Reason == desk.ReasonConnection || e.Reason == desk.ReasonTimeout):
 		hint = "network: Jira could not be reached"
 	}

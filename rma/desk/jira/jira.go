@@ -27,11 +27,11 @@
 //     (/rest/api/N/issue/{key}/attachments with X-Atlassian-Token:
 //     no-check; servicemanagement: servicedesk/{id}/attachTemporaryFile
 //     then request/{key}/attachment).
-//   - An issue: a resent case.opened (or case.reopened) only attaches the
-//     bundle if the issue lacks it (a create whose attach failed); every
-//     other event is a comment (/rest/api/N/issue/{key}/comment;
-//     servicemanagement: request/{key}/comment, public), with the bundle
-//     attached on case.approved and case.bundle. case.closed and
+//   - An issue: a resent case.opened only attaches the bundle if the issue
+//     lacks it (a create whose attach failed); every other event is a
+//     comment (/rest/api/N/issue/{key}/comment; servicemanagement:
+//     request/{key}/comment, public), with the bundle it carries attached
+//     unless the issue has a file of that name (case.approved, case.bundle). case.closed and
 //     case.cancelled look up the issue's transitions and take the first to
 //     a Done status category; when the workflow offers none, the comment
 //     says so and the issue stays as it is.
@@ -226,7 +226,7 @@ func (d *Desk) Send(ctx context.Context, m desk.Message) (ticketID string, retry
 		}
 		return d.open(ctx, t)
 	}
-	if t.Event == rma.EventOpened || t.Event == rma.EventReopened {
+	if t.Event == rma.EventOpened {
 		// A resend: the issue exists; attach the bundle if the create's
 		// attach did not get through.
 		if retryable, err := d.attachMissing(ctx, found, t); err != nil {
@@ -272,10 +272,10 @@ func (d *Desk) update(ctx context.Context, is issue, t desk.Ticket) (bool, error
 	if retryable, err := d.comment(ctx, is.Key, t, note); err != nil {
 		return retryable, err
 	}
-	if t.ReleasesBundle() {
-		if retryable, err := d.attachMissing(ctx, is, t); err != nil {
-			return retryable, err
-		}
+	// The bundle an event carries (case.reopened, case.approved,
+	// case.bundle), unless the issue has it already.
+	if retryable, err := d.attachMissing(ctx, is, t); err != nil {
+		return retryable, err
 	}
 	if done != nil {
 		if retryable, err := d.transition(ctx, is.Key, done.ID); err != nil {

@@ -46,7 +46,7 @@ func commentHead(t desk.Ticket) string {
 // plainComment is a later event as plain text, with note appended.
 func plainComment(t desk.Ticket, note string) string {
 	text := commentHead(t) + "\n\n" + desk.PlainText(t.StepFacts())
-	if n := t.BundleNote(); n != "" && t.ReleasesBundle() {
+	if n := t.BundleNote(); n != "" {
 		text += "\n" + n + "\n"
 	}
 	if note != "" {
@@ -106,7 +106,7 @@ func adfDescription(t desk.Ticket) adfNode {
 // adfComment is a later event as ADF (REST v3), with note appended.
 func adfComment(t desk.Ticket, note string) adfNode {
 	content := []adfNode{adfPara(adfText(commentHead(t), true)), adfFacts(t.StepFacts())}
-	if n := t.BundleNote(); n != "" && t.ReleasesBundle() {
+	if n := t.BundleNote(); n != "" {
 		content = append(content, adfPara(adfText(n, false)))
 	}
 	if note != "" {
