@@ -240,6 +240,7 @@ func knownSecrets(cfg *config.Config) []config.Secret {
 		add(config.CredentialName(config.CredentialDeskSecret, d.Name), d.SecretFile)
 		add(config.CredentialName(config.CredentialDeskToken, d.Name), d.TokenFile)
 		add(config.CredentialName(config.CredentialDeskPassword, d.Name), d.PasswordFile)
+		add(config.CredentialName(config.CredentialDeskRoutingKey, d.Name), d.RoutingKeyFile)
 	}
 	add(CredentialAPIToken, cfg.API.TokenFile)
 	return out

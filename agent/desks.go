@@ -9,6 +9,8 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/jira"
+	"github.com/hsm-agent/hsm-agent/rma/desk/pagerduty"
 	"github.com/hsm-agent/hsm-agent/rma/desk/rt"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
@@ -48,6 +50,18 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskRT:
 		d, err := rt.New(cfg, logger, rt.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskJira:
+		d, err := jira.New(cfg, logger, jira.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskPagerDuty:
+		d, err := pagerduty.New(cfg, logger, pagerduty.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

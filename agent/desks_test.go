@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,5 +41,29 @@ func TestNewDeskBuildsEachType(t *testing.T) {
 	}, nil, DeskOptions{})
 	if err == nil || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), `"b"`) {
 		t.Errorf("NewDesks: %v; want both desks' errors", err)
+	}
+}
+
+// TestNewDeskJiraAndPagerDuty: the registry builds the jira and pagerduty
+// desks from their configuration, reading their secrets at once.
+func TestNewDeskJiraAndPagerDuty(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDesk(config.Desk{Name: "j", Type: config.DeskJira, Variant: config.JiraCloud, URL: "https://example.atlassian.net",
+		Email: "ops@example.com", TokenFile: secret, Project: "OPS", IssueType: "Incident"}, nil, DeskOptions{})
+	if err != nil || d.Name() != "j" || fmt.Sprint(d) != `jira desk "j"` {
+		t.Errorf("jira: %v, %v", d, err)
+	}
+	d, err = NewDesk(config.Desk{Name: "p", Type: config.DeskPagerDuty, Role: config.RolePager, RoutingKeyFile: secret}, nil, DeskOptions{})
+	if err != nil || d.Name() != "p" || strings.Contains(fmt.Sprintf("%v %+v %#v", d, d, d), "s3cret") {
+		t.Errorf("pagerduty: %v, %v", d, err)
+	}
+	if d, err := NewDesk(config.Desk{Name: "p", Type: config.DeskPagerDuty, RoutingKeyFile: filepath.Join(dir, "absent")}, nil, DeskOptions{}); err == nil || d != nil ||
+		!strings.Contains(err.Error(), "routing_key_file") {
+		t.Errorf("pagerduty without its key: %v, %v", d, err)
 	}
 }

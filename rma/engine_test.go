@@ -295,20 +295,29 @@ func (h *harness) rows(id string) []string {
 
 func (h *harness) page(id string) (rma.Delivery, rma.Page) {
 	h.t.Helper()
-	var pages []rma.Delivery
+	var (
+		pages []rma.Delivery
+		page  rma.Page
+	)
 	for _, d := range h.deliveries(id) {
-		if d.Desk == "pager" {
-			pages = append(pages, d)
+		if d.Desk != "pager" {
+			continue
+		}
+		var ev rma.DeskEvent
+		if err := json.Unmarshal(d.Payload, &ev); err != nil {
+			h.t.Fatalf("pager payload %s: %v", d.Payload, err)
+		}
+		switch {
+		case ev.Event == rma.EventPage && ev.Page != nil:
+			pages, page = append(pages, d), *ev.Page
+		case ev.Event != rma.EventClosed && ev.Event != rma.EventCancelled: // the pager resolves on these
+			h.t.Fatalf("the pager got %s: %s", ev.Event, d.Payload)
 		}
 	}
 	if len(pages) != 1 {
-		h.t.Fatalf("case %s has %d pager rows, want exactly 1", id, len(pages))
+		h.t.Fatalf("case %s has %d pages, want exactly 1", id, len(pages))
 	}
-	var ev rma.DeskEvent
-	if err := json.Unmarshal(pages[0].Payload, &ev); err != nil || ev.Page == nil || ev.Event != rma.EventPage {
-		h.t.Fatalf("pager payload %s: %v", pages[0].Payload, err)
-	}
-	return pages[0], *ev.Page
+	return pages[0], page
 }
 
 func equal(t *testing.T, what string, got, want []string) {

@@ -91,7 +91,8 @@ func applyPolicy(pol Policy, c *Case, inv config.Device, now time.Time, pageFall
 func vendorTakes(c Case) bool { return vendorKind(c.Kind) && c.Reason == "" }
 
 // targets lists the desks that get one event of a case, one outbox row
-// each: pagers get only pages; internal desks get every other event;
+// each: pagers get pages, and the close or cancel of a case they paged
+// for (so a pager resolves its alert); internal desks get every other event;
 // vendor desks get the opening (and reopening) of a case they can take,
 // and later events of cases they already have (have: desks with rows).
 func targets(pol Policy, c Case, evType string, have map[string]bool) []Desk {
@@ -100,7 +101,7 @@ func targets(pol Policy, c Case, evType string, have map[string]bool) []Desk {
 		ok := false
 		switch d.Role {
 		case config.RolePager:
-			ok = evType == EventPage
+			ok = evType == EventPage || (have[d.Name] && (evType == EventClosed || evType == EventCancelled))
 		case config.RoleInternal:
 			ok = evType != EventPage
 		case config.RoleVendor:

@@ -1,6 +1,7 @@
 package rma_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -78,6 +79,45 @@ func TestEngineOperationalFaultsNeverReachVendor(t *testing.T) {
 				if _, page := h.page(c.ID); page.Phone != "" || strings.Contains(page.Text, "Call the vendor") {
 					t.Errorf("the page of an operational case sends the on-call to the vendor: %+v", page)
 				}
+			}
+		})
+	}
+}
+
+// TestPagerGetsTheCloseOfItsPage: a pager that paged for a case gets the
+// case's close (a pager desk resolves its alert on it); a pager that did
+// not page for it gets nothing.
+func TestPagerGetsTheCloseOfItsPage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		fault fault
+		key   string
+	}{
+		{"paged", moduleErrorDev, "P1/operational/module_error"},
+		{"not paged", loginRefusedDev, "P1/operational/login_refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, testConfig("pay-1"))
+			h.confirm(map[string]fault{"pay-1": tc.fault})
+			h.e.CheckPagesNow()
+			c := h.only(tc.key)
+			if _, err := h.e.CloseCase(t.Context(), c.ID, rma.Action{Actor: "operator:test"}); err != nil {
+				t.Fatal(err)
+			}
+			var pager []string
+			for _, r := range h.rows(c.ID) {
+				if strings.HasPrefix(r, "pager:") {
+					pager = append(pager, r)
+				}
+			}
+			want := []string(nil)
+			if tc.name == "paged" {
+				want = []string{"pager:" + rma.EventPage, "pager:" + rma.EventClosed}
+			}
+			if fmt.Sprint(pager) != fmt.Sprint(want) {
+				t.Errorf("pager rows %q, want %q", pager, want)
 			}
 		})
 	}

@@ -17,6 +17,8 @@ const (
 	CredentialDeskToken = "desk-token"
 	// CredentialDeskPassword is a desk's basic-auth password; the name is the desk's name.
 	CredentialDeskPassword = "desk-password"
+	// CredentialDeskRoutingKey is a pagerduty desk's routing key; the name is the desk's name.
+	CredentialDeskRoutingKey = "desk-routing-key"
 )
 
 // CredentialName returns the name under which systemd delivers a secret in
@@ -27,6 +29,7 @@ const (
 //	CredentialName(CredentialPIN, "hsm-a")           = "pin_hsm-a"          (credentials/pins/hsm-a)
 //	CredentialName(CredentialDeskSecret, "vendor")   = "desk_vendor.secret" (credentials/desks/vendor.secret)
 //	CredentialName(CredentialDeskToken, "vendor")    = "desk_vendor.token"  (credentials/desks/vendor.token)
+//	CredentialName(CredentialDeskRoutingKey, "oncall") = "desk_oncall.routing_key" (credentials/desks/oncall.routing_key)
 //
 // Pass the result to config.ReadCredential with the config's *_file path as
 // the fallback. It returns "" (no credential: config.ReadCredential then
@@ -45,6 +48,8 @@ func CredentialName(kind, name string) string {
 		return "desk_" + name + ".token"
 	case CredentialDeskPassword:
 		return "desk_" + name + ".password"
+	case CredentialDeskRoutingKey:
+		return "desk_" + name + ".routing_key"
 	}
 	return ""
 }

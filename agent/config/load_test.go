@@ -168,8 +168,8 @@ var invalid = map[string]string{
 	"invalid-firmware-approved.yml":       `testdata/invalid-firmware-approved.yml:3: firmware.approved[1]: "v12.80" is not a version; use dotted numbers, e.g. "12.60"`,
 	"invalid-desk-missing-name.yml":       `testdata/invalid-desk-missing-name.yml:2: desks[0].name: required; every desk needs a unique name`,
 	"invalid-desk-duplicate-name.yml":     `testdata/invalid-desk-duplicate-name.yml:3: desks[1].name: duplicate desk name "ops", already used by desks[0]; each must be unique`,
-	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "email" is not a known desk type; use one of webhook, spool, rt`,
-	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, rt`,
+	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "email" is not a known desk type; use one of webhook, spool, rt, jira, pagerduty`,
+	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, rt, jira, pagerduty`,
 	"invalid-desk-role.yml":               `testdata/invalid-desk-role.yml:2: desks[0].role: "boss" is not a valid role; use one of vendor, internal, pager`,
 	"invalid-desk-role-missing.yml":       `testdata/invalid-desk-role-missing.yml:2: desks[0].role: required; use one of vendor, internal, pager`,
 	"invalid-desk-upload.yml":             `testdata/invalid-desk-upload.yml:2: desks[0].upload: "manual" is not a valid upload policy; use one of auto, approve`,
@@ -183,6 +183,15 @@ var invalid = map[string]string{
 	"invalid-desk-rt-password.yml":        `testdata/invalid-desk-rt-password.yml:2: desks[0].password_file: required with username; set a file holding the RT user's password`,
 	"invalid-desk-rt-url.yml":             `testdata/invalid-desk-rt-url.yml:5: desks[0].url: "rt.example.com" is not an http or https URL; e.g. https://rt.example.com`,
 	"invalid-desk-rt-queue-unused.yml":    `testdata/invalid-desk-rt-queue-unused.yml:6: desks[0].queue: not used by a webhook desk; remove it`,
+	"invalid-desk-jira-dc-email.yml":      `testdata/invalid-desk-jira-dc-email.yml:10: desks[0].email: not used by a jira datacenter desk (token_file holds a personal access token); remove it`,
+	"invalid-desk-jira-email.yml":         `testdata/invalid-desk-jira-email.yml:2: desks[0].email: required for a jira cloud desk; set the Atlassian account e-mail the API token belongs to`,
+	"invalid-desk-jira-jsm.yml":           `testdata/invalid-desk-jira-jsm.yml:2: desks[0].service_desk_id: required for a jira servicemanagement desk; set the service desk's ID, e.g. "4"`,
+	"invalid-desk-jira-priority.yml":      `testdata/invalid-desk-jira-priority.yml:12: desks[0].priorities.5: not a severity; use 1, 2, 3 or 4`,
+	"invalid-desk-jira-project.yml":       `testdata/invalid-desk-jira-project.yml:2: desks[0].project: required for a jira datacenter desk; set the project key issues go to, e.g. OPS`,
+	"invalid-desk-jira-token.yml":         `testdata/invalid-desk-jira-token.yml:2: desks[0].token_file: required for a jira desk; set a file holding the Jira API token (cloud, with email) or personal access token (datacenter)`,
+	"invalid-desk-jira-variant.yml":       `testdata/invalid-desk-jira-variant.yml:5: desks[0].variant: "server" is not a jira variant; use one of cloud, datacenter, servicemanagement`,
+	"invalid-desk-pagerduty-key.yml":      `testdata/invalid-desk-pagerduty-key.yml:2: desks[0].routing_key_file: required for a pagerduty desk; set a file holding the Events API v2 routing key of the PagerDuty service`,
+	"invalid-desk-pagerduty-role.yml":     `testdata/invalid-desk-pagerduty-role.yml:4: desks[0].role: a pagerduty desk pages people: it takes role pager, not "vendor"`,
 	"invalid-calendar-region.yml":         `testdata/invalid-calendar-region.yml:2: calendars.europe: "europe" is not a region; use one of emea, apac, americas`,
 	"invalid-calendar-holiday.yml":        `testdata/invalid-calendar-holiday.yml:3: calendars.emea.holidays[1]: "2026-12-32" is not a date; use YYYY-MM-DD, e.g. 2027-06-30`,
 	"invalid-type-list.yml":               `testdata/invalid-type-list.yml:5: devices[0].name: expected a single value, got a list`,
@@ -479,7 +488,7 @@ func TestCompareVersions(t *testing.T) {
 
 func TestDeskTypes(t *testing.T) {
 	t.Parallel()
-	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskRT}) {
+	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskRT, DeskJira, DeskPagerDuty}) {
 		t.Errorf("DeskTypes() = %q", got)
 	}
 }

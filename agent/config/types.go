@@ -47,9 +47,11 @@ const (
 
 // Desk types known to this version; deskTypes in validate.go says what each needs.
 const (
-	DeskWebhook = "webhook"
-	DeskSpool   = "spool"
-	DeskRT      = "rt" // Request Tracker 5 REST2 (rma/desk/rt)
+	DeskWebhook   = "webhook"
+	DeskSpool     = "spool"
+	DeskRT        = "rt"        // Request Tracker 5 REST2 (rma/desk/rt)
+	DeskJira      = "jira"      // Jira Cloud, Data Center or Service Management (rma/desk/jira)
+	DeskPagerDuty = "pagerduty" // PagerDuty Events API v2 (rma/desk/pagerduty)
 )
 
 // Defaults applied to settings the file leaves out.
@@ -307,7 +309,36 @@ type Desk struct {
 	Username     string `yaml:"username" json:"username,omitempty"`
 	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
 	DedupField   string `yaml:"dedup_field" json:"dedup_field,omitempty"`
+
+	// jira desk: the variant (JiraCloud, JiraDataCenter,
+	// JiraServiceManagement), the project and issue type of cloud and
+	// datacenter issues, the Atlassian account e-mail of cloud's basic auth
+	// (with TokenFile; without it TokenFile is a Data Center PAT), the
+	// service desk and request type of servicemanagement requests, and the
+	// Jira priority name by case severity (default Highest, High, Medium,
+	// Low for 1-4).
+	Variant       string         `yaml:"variant" json:"variant,omitempty"`
+	Project       string         `yaml:"project" json:"project,omitempty"`
+	IssueType     string         `yaml:"issue_type" json:"issue_type,omitempty"`
+	Email         string         `yaml:"email" json:"email,omitempty"`
+	ServiceDeskID string         `yaml:"service_desk_id" json:"service_desk_id,omitempty"`
+	RequestTypeID string         `yaml:"request_type_id" json:"request_type_id,omitempty"`
+	Priorities    map[int]string `yaml:"priorities" json:"priorities,omitempty"`
+
+	// pagerduty desk: the file holding the Events API v2 routing key
+	// (URL defaults to DefaultPagerDutyURL).
+	RoutingKeyFile string `yaml:"routing_key_file" json:"routing_key_file,omitempty"`
 }
+
+// Variants of a jira desk.
+const (
+	JiraCloud             = "cloud"             // Jira Cloud: REST v3, ADF, email + API token
+	JiraDataCenter        = "datacenter"        // Jira Data Center: REST v2, personal access token
+	JiraServiceManagement = "servicemanagement" // Jira Service Management: servicedeskapi requests
+)
+
+// DefaultPagerDutyURL is the public PagerDuty Events API v2 endpoint.
+const DefaultPagerDutyURL = "https://events.pagerduty.com/v2/enqueue"
 
 // Diagnostics configures what a diagnostics bundle holds.
 type Diagnostics struct {
