@@ -18,6 +18,11 @@ func TestReplacementOnboardingFiresInstall(t *testing.T) {
 	t.Parallel()
 	s, ra, id := flowSite(t, "api: {token_file: TOKENFILE}")
 	failed := s.fleet.Tokens[0]
+	// The case carries the facts every vendor asks for, from the token as
+	// it last reported and from the inventory.
+	if c := s.desk.accepted("vendor")[0].Event.Case; c.Model == "" || c.Firmware == "" || c.ContractID != "C-1" {
+		t.Errorf("case.opened carries model %q, firmware %q, contract %q; want the token's and C-1", c.Model, c.Firmware, c.ContractID)
+	}
 
 	for _, body := range []string{
 		`{"event": "confirm", "note": "fault validated by the vendor"}`,

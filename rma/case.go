@@ -95,6 +95,12 @@ type Case struct {
 	// ClearedAt is when the device stopped showing the fault (zero while
 	// it shows it); a recurrence unsets it.
 	ClearedAt time.Time `json:"cleared_at,omitzero"`
+	// Model and Firmware are the token's as the case opened, ContractID
+	// the device's contract: facts every vendor asks for (support-model.md
+	// section 5), in every desk's ticket.
+	Model      string `json:"model,omitempty"`
+	Firmware   string `json:"firmware,omitempty"`
+	ContractID string `json:"contract_id,omitempty"`
 	// Due holds the case's clocks (e.g. "vendor_response") as RFC3339 times.
 	Due map[string]time.Time `json:"due"`
 	// Impact says what the severity rests on (pool, healthy members left).

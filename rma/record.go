@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
@@ -36,7 +37,10 @@ func (e *Engine) open(ctx context.Context, pol Policy, f Fault, inv config.Devic
 	now := e.now()
 	c := Case{ID: NewCaseID(), DedupKey: f.DedupKey(), Serial: f.Serial, Device: f.Device, Fault: f.Class, Kind: f.Kind,
 		Severity: sev, Impact: impact, Tier: inv.Contract.Tier, State: StateOpen, Environment: inv.Environment, Pool: inv.Pool,
-		Summary: f.Summary, Description: f.Description, OpenedAt: now, UpdatedAt: now, Occurrences: 1, Seq: 1}
+		Summary: f.Summary, Description: f.Description, OpenedAt: now, UpdatedAt: now, Occurrences: 1, Seq: 1,
+		ContractID: inv.Contract.ID}
+	tok := deviceToken(e.lastPoll, f.Device)
+	c.Model, c.Firmware = strings.TrimSpace(tok.Model), strings.TrimSpace(tok.Firmware)
 	applyPolicy(pol, &c, inv, now, e.opts.PageFallback)
 	bundle, note, data := e.bundle(ctx, c)
 	if note != "" {

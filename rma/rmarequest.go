@@ -52,12 +52,18 @@ func newer(a, b string) bool {
 // DeviceModel is the model a device's token last reported, "" if it never
 // reported.
 func DeviceModel(p health.Poll, device string) string {
+	return strings.TrimSpace(deviceToken(p, device).Model)
+}
+
+// deviceToken is what a device's token last reported (zero if it never
+// reported).
+func deviceToken(p health.Poll, device string) health.Token {
 	for _, d := range p.Devices {
 		if d.Device == device && d.Token != nil {
-			return strings.TrimSpace(d.Token.Model)
+			return *d.Token
 		}
 	}
-	return ""
+	return health.Token{}
 }
 
 // Keys of the RMA request (RMARequest) in the data of the confirmed and

@@ -16,8 +16,8 @@ import (
 const NotReported = "not reported"
 
 // Ticket is a desk event as a ticketing desk reads it: the event plus the
-// device facts a vendor asks for (support-model.md section 5) that the
-// case may carry beside the rma.Case fields (model, firmware, contract_id).
+// device facts a vendor asks for (support-model.md section 5), taken from
+// the case (its model, firmware and contract ID as it opened).
 type Ticket struct {
 	rma.DeskEvent
 	Model      string
@@ -37,15 +37,7 @@ func ParseTicket(body []byte) (Ticket, error) {
 	if err := json.Unmarshal(body, &t.DeskEvent); err != nil {
 		return t, fmt.Errorf("body is not a desk event: %w", err)
 	}
-	var extra struct {
-		Case struct {
-			Model      string `json:"model"`
-			Firmware   string `json:"firmware"`
-			ContractID string `json:"contract_id"`
-		} `json:"case"`
-	}
-	_ = json.Unmarshal(body, &extra) // the same JSON: it parsed above
-	t.Model, t.Firmware, t.ContractID = extra.Case.Model, extra.Case.Firmware, extra.Case.ContractID
+	t.Model, t.Firmware, t.ContractID = t.Case.Model, t.Case.Firmware, t.Case.ContractID
 	return t, nil
 }
 

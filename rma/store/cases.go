@@ -18,7 +18,8 @@ import (
 
 const caseCols = `id, dedup_key, serial, device, fault, kind, severity, tier, flow, state,
 	environment, pool, summary, description, opened_at, updated_at, closed_at, rma_number,
-	due, impact, reason, held, occurrences, desk_refs, seq, bundle_approved, tracking, cleared_at`
+	due, impact, reason, held, occurrences, desk_refs, seq, bundle_approved, tracking, cleared_at,
+	model, firmware, contract_id`
 
 // openCaseStates is the SQL form of !rma.State.Terminal (see the unique
 // index cases_open_dedup_key).
@@ -311,7 +312,7 @@ func (s *Store) insertCase(ctx context.Context, tx *wtx, c rma.Case) error {
 		return fmt.Errorf("state DB %s: case %s: %w", s.path, c.ID, err)
 	}
 	_, err = tx.exec(ctx, `INSERT INTO cases (`+caseCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	switch {
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY):
 		return fmt.Errorf("state DB %s: a case with ID %s already exists", s.path, c.ID)
@@ -332,7 +333,8 @@ func (s *Store) updateCase(ctx context.Context, tx *wtx, c rma.Case) error {
 		kind = ?6, severity = ?7, tier = ?8, flow = ?9, state = ?10, environment = ?11, pool = ?12,
 		summary = ?13, description = ?14, opened_at = ?15, updated_at = ?16, closed_at = ?17,
 		rma_number = ?18, due = ?19, impact = ?20, reason = ?21, held = ?22, occurrences = ?23,
-		desk_refs = ?24, seq = ?25, bundle_approved = ?26, tracking = ?27, cleared_at = ?28 WHERE id = ?1`, args...)
+		desk_refs = ?24, seq = ?25, bundle_approved = ?26, tracking = ?27, cleared_at = ?28,
+		model = ?29, firmware = ?30, contract_id = ?31 WHERE id = ?1`, args...)
 	switch {
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
 		return fmt.Errorf("case %s (%s, state %s): %w", c.ID, c.DedupKey, c.State, ErrDuplicate)
@@ -355,7 +357,7 @@ func caseArgs(c rma.Case) ([]any, error) {
 		string(c.Flow), string(c.State), c.Environment, c.Pool, c.Summary, c.Description,
 		fmtTime(c.OpenedAt), fmtTime(c.UpdatedAt), fmtTimeNull(c.ClosedAt), c.RMANumber,
 		due, c.Impact, c.Reason, boolInt(c.Held), c.Occurrences, string(refs), c.Seq,
-		boolInt(c.BundleApproved), c.Tracking, fmtTimeNull(c.ClearedAt)}, nil
+		boolInt(c.BundleApproved), c.Tracking, fmtTimeNull(c.ClearedAt), c.Model, c.Firmware, c.ContractID}, nil
 }
 
 // jsonDue stores the clocks in UTC so that they read back equal.
@@ -403,7 +405,7 @@ func (s *Store) scanCase(r scanner) (rma.Case, error) {
 	err := r.Scan(&c.ID, &c.DedupKey, &c.Serial, &c.Device, &c.Fault, &kind, &c.Severity, &c.Tier,
 		&flow, &state, &c.Environment, &c.Pool, &c.Summary, &c.Description, &opened, &updated,
 		&closed, &c.RMANumber, &due, &c.Impact, &c.Reason, &held, &c.Occurrences, &refs, &c.Seq,
-		&approved, &c.Tracking, &cleared)
+		&approved, &c.Tracking, &cleared, &c.Model, &c.Firmware, &c.ContractID)
 	// Scan fills the columns in order, so the ID (the first) is known
 	// even when a later column fails.
 	bad := func(err error) (rma.Case, error) {

@@ -12,9 +12,9 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 )
 
-// event is a desk event with the device facts a vendor asks for that the
-// event may carry as case.model, case.firmware and case.contract_id (today
-// the case description's device header holds them; the ticket says so).
+// event is a desk event with the device facts a vendor asks for, taken
+// from the case (case.model, case.firmware, case.contract_id); a case
+// stored before they existed has them in its description's device header.
 type event struct {
 	rma.DeskEvent
 	Model      string
@@ -28,15 +28,7 @@ func parseEvent(body []byte) (event, error) {
 	if err := json.Unmarshal(body, &ev.DeskEvent); err != nil {
 		return ev, fmt.Errorf("body is not a desk event: %w", err)
 	}
-	var extra struct {
-		Case struct {
-			Model      string `json:"model"`
-			Firmware   string `json:"firmware"`
-			ContractID string `json:"contract_id"`
-		} `json:"case"`
-	}
-	_ = json.Unmarshal(body, &extra) // the same JSON: it parsed above
-	ev.Model, ev.Firmware, ev.ContractID = extra.Case.Model, extra.Case.Firmware, extra.Case.ContractID
+	ev.Model, ev.Firmware, ev.ContractID = ev.Case.Model, ev.Case.Firmware, ev.Case.ContractID
 	return ev, nil
 }
 
