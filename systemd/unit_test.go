@@ -51,7 +51,7 @@ func TestUnitContract(t *testing.T) {
 		"StateDirectory":          "hsm-agent",
 		"ConfigurationDirectory":  "hsm-agent",
 		"ExecStart":               DefaultExecStart,
-		"ExecReload":              "/bin/kill -HUP $MAINPID",
+		"ExecReload":              "/bin/sh -c 'kill -HUP $MAINPID'",
 		"Restart":                 "on-failure",
 		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
 	}
