@@ -298,6 +298,10 @@ type Desk struct {
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// RatePerMinute caps deliveries to this desk (0 = no limit).
 	RatePerMinute int `yaml:"rate_per_minute" json:"rate_per_minute,omitempty"`
+
+	// zendesk: Email is the agent's Zendesk login (API token auth is
+	// "{email}/token:{token_file}").
+	Email string `yaml:"email" json:"email,omitempty"`
 }
 
 // Diagnostics configures what a diagnostics bundle holds.
