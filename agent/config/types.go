@@ -49,6 +49,9 @@ const (
 const (
 	DeskWebhook = "webhook"
 	DeskSpool   = "spool"
+	// ITSM desks (rma/desk/zendesk, rma/desk/servicenow).
+	DeskZendesk    = "zendesk"
+	DeskServiceNow = "servicenow"
 )
 
 // Defaults applied to settings the file leaves out.
@@ -302,6 +305,11 @@ type Desk struct {
 	// zendesk: Email is the agent's Zendesk login (API token auth is
 	// "{email}/token:{token_file}").
 	Email string `yaml:"email" json:"email,omitempty"`
+	// servicenow: Username + PasswordFile (basic auth) or token_file (an
+	// OAuth bearer token); AssignmentGroup is the incidents' group.
+	Username        string `yaml:"username" json:"username,omitempty"`
+	PasswordFile    string `yaml:"password_file" json:"password_file,omitempty"`
+	AssignmentGroup string `yaml:"assignment_group" json:"assignment_group,omitempty"`
 }
 
 // Diagnostics configures what a diagnostics bundle holds.
