@@ -11,6 +11,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
+	"github.com/hsm-agent/hsm-agent/rma/desk/zendesk"
 )
 
 // DeskOptions are what the desk registry gives every desk beyond its own
@@ -41,6 +42,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskSpool:
 		d, err := spool.New(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskZendesk:
+		d, err := zendesk.New(cfg, logger, zendesk.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

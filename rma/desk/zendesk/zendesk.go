@@ -286,4 +286,3 @@ func (d *Desk) send(ctx context.Context, method, path string, q url.Values, ctyp
 	}
 	return false, nil
 }
-
