@@ -50,6 +50,9 @@ type zendeskServer struct {
 	// refuseQuietly answers a wrong Authorization with 401 without failing
 	// the test (the desk test's auth case).
 	refuseQuietly bool
+	// loseFirstAnswer stores the first create's ticket but answers 500,
+	// as when Zendesk's answer is lost.
+	loseFirstAnswer bool
 }
 
 func newZendesk(t *testing.T) *zendeskServer {
@@ -98,6 +101,11 @@ func (z *zendeskServer) serve(w http.ResponseWriter, r *http.Request) {
 		n := len(z.creates)
 		z.creates = append(z.creates, time.Now())
 		if z.beforeCreate != nil && z.beforeCreate(n, w) {
+			return
+		}
+		if z.loseFirstAnswer && n == 0 {
+			z.create(httptest.NewRecorder(), r, body)
+			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		z.create(w, r, body)
