@@ -41,6 +41,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/desk/internal/deskhttp"
+	"github.com/hsm-agent/hsm-agent/rma/desk/internal/tickettext"
 )
 
 // Options are what a zendesk desk takes beyond its configuration.
@@ -185,11 +186,11 @@ func (d *Desk) upload(ctx context.Context, ev rma.DeskEvent) ([]string, bool, er
 // create opens the ticket, with the delivery's idempotency key.
 func (d *Desk) create(ctx context.Context, m desk.Message, ev rma.DeskEvent, key string, uploads []string) (string, bool, error) {
 	body := map[string]any{"ticket": map[string]any{
-		"subject":     subject(ev),
+		"subject":     tickettext.Subject(ev),
 		"priority":    Priority(ev.Case.Severity),
 		"external_id": key,
 		"tags":        []string{"hsm-agent"},
-		"comment":     map[string]any{"body": commentBody(ev), "uploads": uploads},
+		"comment":     map[string]any{"body": tickettext.Text(ev), "uploads": uploads},
 	}}
 	idem := m.Delivery.IdempotencyKey
 	if idem == "" {
@@ -207,7 +208,7 @@ func (d *Desk) create(ctx context.Context, m desk.Message, ev rma.DeskEvent, key
 // update adds the event to ticket id as a private comment and solves it
 // when the case closed or was cancelled.
 func (d *Desk) update(ctx context.Context, id int64, ev rma.DeskEvent, uploads []string) (string, bool, error) {
-	t := map[string]any{"comment": map[string]any{"body": commentBody(ev), "public": false, "uploads": uploads}}
+	t := map[string]any{"comment": map[string]any{"body": tickettext.Text(ev), "public": false, "uploads": uploads}}
 	if ev.Event == rma.EventClosed || ev.Event == rma.EventCancelled {
 		t["status"] = "solved"
 	}
