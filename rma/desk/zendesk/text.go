@@ -14,4 +14,3 @@ func Priority(severity int) string {
 		return "normal"
 	}
 }
-
