@@ -10,6 +10,7 @@ import (
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
+	"github.com/hsm-agent/hsm-agent/rma/desk/servicenow"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 	"github.com/hsm-agent/hsm-agent/rma/desk/zendesk"
 )
@@ -48,6 +49,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskZendesk:
 		d, err := zendesk.New(cfg, logger, zendesk.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskServiceNow:
+		d, err := servicenow.New(cfg, logger, servicenow.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

@@ -42,7 +42,9 @@ type snowServer struct {
 	// beforeCreate may answer a create itself (429, 500); n counts from 0.
 	beforeCreate  func(n int, w http.ResponseWriter) bool
 	refuseQuietly bool
-	srv           *httptest.Server
+	// loseFirstAnswer stores the first create's incident but answers 500.
+	loseFirstAnswer bool
+	srv             *httptest.Server
 }
 
 func newSnow(t *testing.T) *snowServer {
@@ -71,6 +73,11 @@ func (s *snowServer) serve(w http.ResponseWriter, r *http.Request) {
 		n := len(s.creates)
 		s.creates = append(s.creates, time.Now())
 		if s.beforeCreate != nil && s.beforeCreate(n, w) {
+			return
+		}
+		if s.loseFirstAnswer && n == 0 {
+			s.create(httptest.NewRecorder(), r, body)
+			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		s.create(w, r, body)
