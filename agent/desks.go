@@ -9,8 +9,8 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
-	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/servicenow"
+	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 	"github.com/hsm-agent/hsm-agent/rma/desk/zendesk"
 )
