@@ -12,8 +12,10 @@ import (
 	"github.com/hsm-agent/hsm-agent/rma/desk/jira"
 	"github.com/hsm-agent/hsm-agent/rma/desk/pagerduty"
 	"github.com/hsm-agent/hsm-agent/rma/desk/rt"
+	"github.com/hsm-agent/hsm-agent/rma/desk/servicenow"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
+	"github.com/hsm-agent/hsm-agent/rma/desk/zendesk"
 )
 
 // DeskOptions are what the desk registry gives every desk beyond its own
@@ -54,6 +56,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 			return nil, err
 		}
 		return d, nil
+	case config.DeskZendesk:
+		d, err := zendesk.New(cfg, logger, zendesk.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
 	case config.DeskJira:
 		d, err := jira.New(cfg, logger, jira.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
@@ -62,6 +70,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskPagerDuty:
 		d, err := pagerduty.New(cfg, logger, pagerduty.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskServiceNow:
+		d, err := servicenow.New(cfg, logger, servicenow.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

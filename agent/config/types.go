@@ -47,11 +47,13 @@ const (
 
 // Desk types known to this version; deskTypes in validate.go says what each needs.
 const (
-	DeskWebhook   = "webhook"
-	DeskSpool     = "spool"
-	DeskRT        = "rt"        // Request Tracker 5 REST2 (rma/desk/rt)
-	DeskJira      = "jira"      // Jira Cloud, Data Center or Service Management (rma/desk/jira)
-	DeskPagerDuty = "pagerduty" // PagerDuty Events API v2 (rma/desk/pagerduty)
+	DeskWebhook    = "webhook"
+	DeskSpool      = "spool"
+	DeskRT         = "rt"         // Request Tracker 5 REST2 (rma/desk/rt)
+	DeskJira       = "jira"       // Jira Cloud, Data Center or Service Management (rma/desk/jira)
+	DeskPagerDuty  = "pagerduty"  // PagerDuty Events API v2 (rma/desk/pagerduty)
+	DeskZendesk    = "zendesk"    // Zendesk Support (rma/desk/zendesk)
+	DeskServiceNow = "servicenow" // ServiceNow incidents (rma/desk/servicenow)
 )
 
 // Defaults applied to settings the file leaves out.
@@ -305,6 +307,8 @@ type Desk struct {
 	// rt desk (Request Tracker 5 REST2): the queue tickets go to, the
 	// user of basic auth (with PasswordFile; else TokenFile), and the
 	// custom field that carries the dedup key (default: a subject tag).
+	// Username and PasswordFile are also servicenow's basic auth, and Email
+	// (below) zendesk's login ("{email}/token:{token_file}").
 	Queue        string `yaml:"queue" json:"queue,omitempty"`
 	Username     string `yaml:"username" json:"username,omitempty"`
 	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
@@ -328,6 +332,10 @@ type Desk struct {
 	// pagerduty desk: the file holding the Events API v2 routing key
 	// (URL defaults to DefaultPagerDutyURL).
 	RoutingKeyFile string `yaml:"routing_key_file" json:"routing_key_file,omitempty"`
+
+	// servicenow: the incidents' assignment group (basic auth with
+	// Username + PasswordFile, or an OAuth bearer token in TokenFile).
+	AssignmentGroup string `yaml:"assignment_group" json:"assignment_group,omitempty"`
 }
 
 // Variants of a jira desk.

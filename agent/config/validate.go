@@ -115,6 +115,38 @@ var deskTypes = []deskType{
 		optional: []string{"url", "timeout", "rate_per_minute"},
 		check:    checkPagerDuty,
 	},
+	{
+		name: DeskZendesk,
+		required: []deskSetting{{"url", "set the Zendesk address, e.g. https://example.zendesk.com"},
+			{"email", "set the login of the Zendesk agent the API token belongs to"},
+			{"token_file", "set the file holding the Zendesk API token"}},
+		optional: []string{"phones", "timeout", "rate_per_minute"},
+		check: func(d Desk, report func(string, string)) {
+			checkHTTPURL(d, "https://example.zendesk.com", report)
+			if d.Email != "" && !strings.Contains(d.Email, "@") {
+				report("email", fmt.Sprintf("%q is not an e-mail address; set the Zendesk agent's login, e.g. hsm-agent@example.com", d.Email))
+			}
+		},
+	},
+	{
+		name: DeskServiceNow,
+		required: []deskSetting{{"url", "set the instance address, e.g. https://example.service-now.com"},
+			{"assignment_group", "set the group incidents are assigned to (its name or sys_id)"}},
+		optional: []string{"username", "password_file", "token_file", "phones", "timeout", "rate_per_minute"},
+		check: func(d Desk, report func(string, string)) {
+			checkHTTPURL(d, "https://example.service-now.com", report)
+			switch {
+			case d.TokenFile != "" && (d.Username != "" || d.PasswordFile != ""):
+				report("token_file", "set either token_file (an OAuth bearer token) or username + password_file, not both")
+			case d.TokenFile == "" && d.Username == "" && d.PasswordFile == "":
+				report("username", "required for a servicenow desk without token_file; set username + password_file, or token_file")
+			case d.TokenFile == "" && d.Username == "":
+				report("username", "required with password_file; set the ServiceNow user the password belongs to")
+			case d.TokenFile == "" && d.PasswordFile == "":
+				report("password_file", "required with username; set the file holding the ServiceNow user's password")
+			}
+		},
+	},
 }
 
 // checkRT checks an rt desk's URL and that it has exactly one way to log in.
@@ -211,14 +243,16 @@ func DeskTypes() []string {
 // deskSettingNames lists every type-specific setting, in file order.
 var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute",
 	"queue", "username", "password_file", "dedup_field",
-	"variant", "project", "issue_type", "email", "service_desk_id", "request_type_id", "priorities", "routing_key_file"}
+	"variant", "project", "issue_type", "email", "service_desk_id", "request_type_id", "priorities", "routing_key_file",
+	"assignment_group"}
 
 // settings returns the type-specific string settings by YAML name.
 func (d Desk) settings() map[string]string {
 	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir,
 		"queue": d.Queue, "username": d.Username, "password_file": d.PasswordFile, "dedup_field": d.DedupField,
 		"variant": d.Variant, "project": d.Project, "issue_type": d.IssueType, "email": d.Email,
-		"service_desk_id": d.ServiceDeskID, "request_type_id": d.RequestTypeID, "routing_key_file": d.RoutingKeyFile}
+		"service_desk_id": d.ServiceDeskID, "request_type_id": d.RequestTypeID, "routing_key_file": d.RoutingKeyFile,
+		"assignment_group": d.AssignmentGroup}
 }
 
 // isSet reports which type-specific settings hold a value, by YAML name.
