@@ -15,6 +15,8 @@ const (
 	CredentialDeskSecret = "desk-secret"
 	// CredentialDeskToken is a desk's API token; the name is the desk's name.
 	CredentialDeskToken = "desk-token"
+	// CredentialDeskPassword is a desk's password (e.g. email SMTP auth); the name is the desk's name.
+	CredentialDeskPassword = "desk-password"
 )
 
 // CredentialName returns the name under which systemd delivers a secret in
@@ -41,6 +43,8 @@ func CredentialName(kind, name string) string {
 		return "desk_" + name + ".secret"
 	case CredentialDeskToken:
 		return "desk_" + name + ".token"
+	case CredentialDeskPassword:
+		return "desk_" + name + ".password"
 	}
 	return ""
 }

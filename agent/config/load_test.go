@@ -168,8 +168,8 @@ var invalid = map[string]string{
 	"invalid-firmware-approved.yml":       `testdata/invalid-firmware-approved.yml:3: firmware.approved[1]: "v12.80" is not a version; use dotted numbers, e.g. "12.60"`,
 	"invalid-desk-missing-name.yml":       `testdata/invalid-desk-missing-name.yml:2: desks[0].name: required; every desk needs a unique name`,
 	"invalid-desk-duplicate-name.yml":     `testdata/invalid-desk-duplicate-name.yml:3: desks[1].name: duplicate desk name "ops", already used by desks[0]; each must be unique`,
-	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "email" is not a known desk type; use one of webhook, spool`,
-	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool`,
+	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "fax" is not a known desk type; use one of webhook, spool, email`,
+	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, email`,
 	"invalid-desk-role.yml":               `testdata/invalid-desk-role.yml:2: desks[0].role: "boss" is not a valid role; use one of vendor, internal, pager`,
 	"invalid-desk-role-missing.yml":       `testdata/invalid-desk-role-missing.yml:2: desks[0].role: required; use one of vendor, internal, pager`,
 	"invalid-desk-upload.yml":             `testdata/invalid-desk-upload.yml:2: desks[0].upload: "manual" is not a valid upload policy; use one of auto, approve`,
@@ -177,6 +177,12 @@ var invalid = map[string]string{
 	"invalid-desk-webhook-url-scheme.yml": `testdata/invalid-desk-webhook-url-scheme.yml:5: desks[0].url: "ftp://support.example/hooks/hsm" is not an http or https URL; e.g. https://support.example/hooks/hsm`,
 	"invalid-desk-spool-dir.yml":          `testdata/invalid-desk-spool-dir.yml:2: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
 	"invalid-desk-unused-setting.yml":     `testdata/invalid-desk-unused-setting.yml:2: desks[0].url: not used by a spool desk; remove it`,
+	"invalid-desk-email-only-vendor.yml": `testdata/invalid-desk-email-only-vendor.yml:4: desks[1].type: an email desk is the only vendor channel and there is no pager desk: ` +
+		`vendor desks log e-mail as severity 3, so a severity-1 case would wait; add a desk with role pager (e.g. a webhook to the on-call tool) or a vendor desk that is not e-mail`,
+	"invalid-desk-email-settings.yml": `testdata/invalid-desk-email-settings.yml:5: desks[0].smtp: "smtp.example.com" is not host:port; e.g. smtp.example.com:587` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:6: desks[0].tls: "ssl" is not a TLS mode; use one of starttls, implicit, none (default starttls)` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:7: desks[0].username: username and password_file go together: set password_file for SMTP AUTH, or remove username` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:8: desks[0].from: "not an address" is not an e-mail address; e.g. hsm-agent@example.com`,
 	"invalid-calendar-region.yml":         `testdata/invalid-calendar-region.yml:2: calendars.europe: "europe" is not a region; use one of emea, apac, americas`,
 	"invalid-calendar-holiday.yml":        `testdata/invalid-calendar-holiday.yml:3: calendars.emea.holidays[1]: "2026-12-32" is not a date; use YYYY-MM-DD, e.g. 2027-06-30`,
 	"invalid-type-list.yml":               `testdata/invalid-type-list.yml:5: devices[0].name: expected a single value, got a list`,
@@ -473,7 +479,7 @@ func TestCompareVersions(t *testing.T) {
 
 func TestDeskTypes(t *testing.T) {
 	t.Parallel()
-	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool}) {
+	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskEmail}) {
 		t.Errorf("DeskTypes() = %q", got)
 	}
 }

@@ -49,6 +49,7 @@ const (
 const (
 	DeskWebhook = "webhook"
 	DeskSpool   = "spool"
+	DeskEmail   = "email"
 )
 
 // Defaults applied to settings the file leaves out.
@@ -298,7 +299,34 @@ type Desk struct {
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// RatePerMinute caps deliveries to this desk (0 = no limit).
 	RatePerMinute int `yaml:"rate_per_minute" json:"rate_per_minute,omitempty"`
+
+	// Username and PasswordFile are login credentials (email: SMTP AUTH).
+	Username     string `yaml:"username" json:"username,omitempty"`
+	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
+
+	// email desk: SMTP is the relay's host:port; TLS is starttls
+	// (default), implicit or none; From and To are the envelope and header
+	// addresses; MaxAttachmentBytes caps the attached bundle (default
+	// DefaultMaxAttachmentBytes); CAFile holds PEM CA certificates to trust
+	// for the relay instead of the system's.
+	SMTP               string   `yaml:"smtp" json:"smtp,omitempty"`
+	TLS                string   `yaml:"tls" json:"tls,omitempty"`
+	From               string   `yaml:"from" json:"from,omitempty"`
+	To                 []string `yaml:"to" json:"to,omitempty"`
+	MaxAttachmentBytes int64    `yaml:"max_attachment_bytes" json:"max_attachment_bytes,omitempty"`
+	CAFile             string   `yaml:"ca_file" json:"ca_file,omitempty"`
 }
+
+// TLS modes of an email desk.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+	TLSNone     = "none"
+)
+
+// DefaultMaxAttachmentBytes is the largest bundle an email desk attaches
+// when max_attachment_bytes is not set (10 MiB).
+const DefaultMaxAttachmentBytes = 10 << 20
 
 // Diagnostics configures what a diagnostics bundle holds.
 type Diagnostics struct {

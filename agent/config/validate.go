@@ -90,6 +90,7 @@ var deskTypes = []deskType{
 		required: []deskSetting{{"dir", "set the directory to write case events to, e.g. /var/spool/hsm-agent"}},
 		optional: []string{"phones", "rate_per_minute"},
 	},
+	emailDeskType,
 }
 
 // DeskTypes lists the desk types this version knows.
@@ -102,16 +103,20 @@ func DeskTypes() []string {
 }
 
 // deskSettingNames lists every type-specific setting, in file order.
-var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute"}
+var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute",
+	"username", "password_file", "smtp", "tls", "from", "to", "max_attachment_bytes", "ca_file"}
 
 // settings returns the type-specific string settings by YAML name.
 func (d Desk) settings() map[string]string {
-	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir}
+	return map[string]string{"url": d.URL, "secret_file": d.SecretFile, "token_file": d.TokenFile, "dir": d.Dir,
+		"username": d.Username, "password_file": d.PasswordFile,
+		"smtp": d.SMTP, "tls": d.TLS, "from": d.From, "ca_file": d.CAFile}
 }
 
 // isSet reports which type-specific settings hold a value, by YAML name.
 func (d Desk) isSet() map[string]bool {
-	set := map[string]bool{"phones": len(d.Phones) > 0, "timeout": d.Timeout != 0, "rate_per_minute": d.RatePerMinute != 0}
+	set := map[string]bool{"phones": len(d.Phones) > 0, "timeout": d.Timeout != 0, "rate_per_minute": d.RatePerMinute != 0,
+		"to": len(d.To) > 0, "max_attachment_bytes": d.MaxAttachmentBytes != 0}
 	for name, v := range d.settings() {
 		set[name] = v != ""
 	}
@@ -307,6 +312,7 @@ func (c *Config) validate() []*FieldError {
 		}
 		c.validateDeskType(p, path, d)
 	}
+	c.validateEmailOnlyVendor(p)
 
 	c.validateDiagnostics(p)
 
