@@ -177,12 +177,6 @@ var invalid = map[string]string{
 	"invalid-desk-webhook-url-scheme.yml": `testdata/invalid-desk-webhook-url-scheme.yml:5: desks[0].url: "ftp://support.example/hooks/hsm" is not an http or https URL; e.g. https://support.example/hooks/hsm`,
 	"invalid-desk-spool-dir.yml":          `testdata/invalid-desk-spool-dir.yml:2: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
 	"invalid-desk-unused-setting.yml":     `testdata/invalid-desk-unused-setting.yml:2: desks[0].url: not used by a spool desk; remove it`,
-	"invalid-desk-email-only-vendor.yml": `testdata/invalid-desk-email-only-vendor.yml:4: desks[1].type: an email desk is the only vendor channel and there is no pager desk: ` +
-		`vendor desks log e-mail as severity 3, so a severity-1 case would wait; add a desk with role pager (e.g. a webhook to the on-call tool) or a vendor desk that is not e-mail`,
-	"invalid-desk-email-settings.yml": `testdata/invalid-desk-email-settings.yml:5: desks[0].smtp: "smtp.example.com" is not host:port; e.g. smtp.example.com:587` + "\n" +
-		`testdata/invalid-desk-email-settings.yml:6: desks[0].tls: "ssl" is not a TLS mode; use one of starttls, implicit, none (default starttls)` + "\n" +
-		`testdata/invalid-desk-email-settings.yml:7: desks[0].username: username and password_file go together: set password_file for SMTP AUTH, or remove username` + "\n" +
-		`testdata/invalid-desk-email-settings.yml:8: desks[0].from: "not an address" is not an e-mail address; e.g. hsm-agent@example.com`,
 	"invalid-calendar-region.yml":         `testdata/invalid-calendar-region.yml:2: calendars.europe: "europe" is not a region; use one of emea, apac, americas`,
 	"invalid-calendar-holiday.yml":        `testdata/invalid-calendar-holiday.yml:3: calendars.emea.holidays[1]: "2026-12-32" is not a date; use YYYY-MM-DD, e.g. 2027-06-30`,
 	"invalid-type-list.yml":               `testdata/invalid-type-list.yml:5: devices[0].name: expected a single value, got a list`,
@@ -237,6 +231,12 @@ var invalid = map[string]string{
 		`testdata/invalid-many.yml:17: devices[1].colour: unknown field "colour"; allowed here: name, serial, module, environment, pool, commissioned, contract, site, pin_file`,
 		`testdata/invalid-many.yml:19: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
 	}, "\n"),
+	"invalid-desk-email-only-vendor.yml": `testdata/invalid-desk-email-only-vendor.yml:4: desks[1].type: an email desk is the only vendor channel and there is no pager desk: ` +
+		`vendor desks log e-mail as severity 3, so a severity-1 case would wait; add a desk with role pager (e.g. a webhook to the on-call tool) or a vendor desk that is not e-mail`,
+	"invalid-desk-email-settings.yml": `testdata/invalid-desk-email-settings.yml:5: desks[0].smtp: "smtp.example.com" is not host:port; e.g. smtp.example.com:587` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:6: desks[0].tls: "ssl" is not a TLS mode; use one of starttls, implicit, none (default starttls)` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:7: desks[0].username: username and password_file go together: set password_file for SMTP AUTH, or remove username` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:8: desks[0].from: "not an address" is not an e-mail address; e.g. hsm-agent@example.com`,
 }
 
 func TestInvalidConfigs(t *testing.T) {
