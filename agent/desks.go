@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/email"
 	"github.com/hsm-agent/hsm-agent/rma/desk/spool"
 	"github.com/hsm-agent/hsm-agent/rma/desk/webhook"
 )
@@ -41,6 +42,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskSpool:
 		d, err := spool.New(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskEmail:
+		d, err := email.New(cfg, logger, email.Options{Version: o.Version})
 		if err != nil {
 			return nil, err
 		}
