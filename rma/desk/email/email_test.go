@@ -219,3 +219,82 @@ func TestThreadOfThreeEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestFailuresSayWhatFailed: a wrong password parks with "auth failed", no
+// credentials at all is refused by the relay (auth required), an
+// untrusted certificate is a TLS failure (retried), a closed port a
+// network failure (retried); nothing reaches the relay.
+func TestFailuresSayWhatFailed(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t)
+	ctx := context.Background()
+	noAuth := deskConfig(t, r, r.pass)
+	noAuth.Username, noAuth.PasswordFile = "", ""
+	closed := deskConfig(t, r, r.pass)
+	closed.SMTP = "127.0.0.1:1"
+	for _, tc := range []struct {
+		name  string
+		cfg   config.Desk
+		roots bool
+		retry bool
+		want  string
+	}{
+		{"wrong password", deskConfig(t, r, "wrong"), true, false, `auth failed for username "hsm-agent"`},
+		{"no credentials", noAuth, true, false, "auth required"},
+		{"untrusted certificate", deskConfig(t, r, r.pass), false, true, "TLS failed"},
+		{"closed port", closed, true, true, "network: cannot reach the relay"},
+	} {
+		_, retry, err := newDesk(t, tc.cfg, tc.roots, r).Send(ctx, msg(t, event(1, rma.EventOpened)))
+		if err == nil || retry != tc.retry || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: retryable %v, err %v; want retryable %v and %q", tc.name, retry, err, tc.retry, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), r.pass) {
+			t.Errorf("%s: the error shows the password: %v", tc.name, err)
+		}
+	}
+	if n := len(r.all()); n != 0 {
+		t.Errorf("the relay accepted %d mails", n)
+	}
+}
+
+// TestLargeBundleNamedNotAttached: a bundle over max_attachment_bytes is
+// named in the text, not attached.
+func TestLargeBundleNamedNotAttached(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t)
+	cfg := deskConfig(t, r, r.pass)
+	cfg.MaxAttachmentBytes = 8
+	if _, _, err := newDesk(t, cfg, true, r).Send(context.Background(), msg(t, event(1, rma.EventOpened))); err != nil {
+		t.Fatal(err)
+	}
+	got := r.all()
+	if len(got) != 1 {
+		t.Fatalf("relay got %d mails", len(got))
+	}
+	p := parse(t, got[0].Data)
+	if len(p.Attachments) != 0 || !strings.Contains(p.Text, "is too large to attach here (max_attachment_bytes 8)") {
+		t.Errorf("attachments %q, text:\n%s", p.Attachments, p.Text)
+	}
+}
+
+// TestDeskTestSendsMarkedMail: `desk test` sends one clearly marked test
+// mail through the whole session (STARTTLS, auth, MAIL, RCPT, DATA).
+func TestDeskTestSendsMarkedMail(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t)
+	if _, err := desk.Test(context.Background(), newDesk(t, deskConfig(t, r, r.pass), true, r)); err != nil {
+		t.Fatal(err)
+	}
+	got := r.all()
+	if len(got) != 1 || !got[0].TLS {
+		t.Fatalf("relay got %+v", got)
+	}
+	p := parse(t, got[0].Data)
+	if subj := p.Header.Get("Subject"); !strings.HasPrefix(subj, "[TEST] ") || !strings.Contains(p.Text, "THIS IS A TEST") {
+		t.Errorf("subject %q text:\n%s", subj, p.Text)
+	}
+	_, err := desk.Test(context.Background(), newDesk(t, deskConfig(t, r, "wrong"), true, r))
+	if err == nil || !strings.Contains(err.Error(), "auth failed") {
+		t.Errorf("desk test with a wrong password: %v", err)
+	}
+}

@@ -28,6 +28,15 @@ func code(err error) int {
 	return 0
 }
 
+// enhanced returns the enhanced status code of the relay's reply, if any.
+func enhanced(err error) string {
+	var se *gomail.SendError
+	if errors.As(err, &se) {
+		return se.EnhancedStatusCode()
+	}
+	return ""
+}
+
 // classify reports whether a later attempt may succeed: SMTP 4xx and
 // every error without a reply (connection, TLS, timeout) retry; 5xx
 // replies park.
@@ -70,7 +79,9 @@ func describe(err error, username string) string {
 	switch {
 	case errors.As(err, &cert) || errors.As(err, &host) || errors.As(err, &verify) || strings.Contains(msg, "tls:") || strings.Contains(msg, "STARTTLS"):
 		return "TLS failed (check tls and ca_file, and that the relay offers STARTTLS or implicit TLS on this port): " + msg
-	case c == 530 || c == 534 || c == 535 || c == 538 || errors.Is(err, gomail.ErrPlainAuthNotSupported) || strings.Contains(msg, "SMTP AUTH"):
+	case c == 530 || enhanced(err) == "5.7.0":
+		return "auth required: the relay wants SMTP AUTH before it takes mail (set username and password_file): " + msg
+	case c == 534 || c == 535 || c == 538 || errors.Is(err, gomail.ErrPlainAuthNotSupported) || strings.Contains(msg, "SMTP AUTH"):
 		return fmt.Sprintf("auth failed for username %q (check username and password_file): %s", username, msg)
 	case strings.Contains(msg, "dial failed") && c == 0 && errors.As(err, &netErr):
 		return "network: cannot reach the relay (check smtp host:port and the firewall): " + msg
