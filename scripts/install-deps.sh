@@ -15,6 +15,7 @@ declare -A need=(
   [systemd-analyze]=systemd
   [strace]=strace
   [curl]=curl
+  [prometheus-alertmanager]=prometheus-alertmanager
 )
 missing=()
 for probe in "${!need[@]}"; do

@@ -168,8 +168,8 @@ var invalid = map[string]string{
 	"invalid-firmware-approved.yml":       `testdata/invalid-firmware-approved.yml:3: firmware.approved[1]: "v12.80" is not a version; use dotted numbers, e.g. "12.60"`,
 	"invalid-desk-missing-name.yml":       `testdata/invalid-desk-missing-name.yml:2: desks[0].name: required; every desk needs a unique name`,
 	"invalid-desk-duplicate-name.yml":     `testdata/invalid-desk-duplicate-name.yml:3: desks[1].name: duplicate desk name "ops", already used by desks[0]; each must be unique`,
-	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "fax" is not a known desk type; use one of webhook, spool, email`,
-	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, email`,
+	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "fax" is not a known desk type; use one of webhook, spool, email, alertmanager`,
+	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, email, alertmanager`,
 	"invalid-desk-role.yml":               `testdata/invalid-desk-role.yml:2: desks[0].role: "boss" is not a valid role; use one of vendor, internal, pager`,
 	"invalid-desk-role-missing.yml":       `testdata/invalid-desk-role-missing.yml:2: desks[0].role: required; use one of vendor, internal, pager`,
 	"invalid-desk-upload.yml":             `testdata/invalid-desk-upload.yml:2: desks[0].upload: "manual" is not a valid upload policy; use one of auto, approve`,
@@ -479,7 +479,7 @@ func TestCompareVersions(t *testing.T) {
 
 func TestDeskTypes(t *testing.T) {
 	t.Parallel()
-	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskEmail}) {
+	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskEmail, DeskAlertmanager}) {
 		t.Errorf("DeskTypes() = %q", got)
 	}
 }

@@ -50,6 +50,8 @@ const (
 	DeskWebhook = "webhook"
 	DeskSpool   = "spool"
 	DeskEmail   = "email"
+	// DeskAlertmanager posts cases as alerts to Alertmanager's /api/v2/alerts.
+	DeskAlertmanager = "alertmanager"
 )
 
 // Defaults applied to settings the file leaves out.

@@ -91,6 +91,7 @@ var deskTypes = []deskType{
 		optional: []string{"phones", "rate_per_minute"},
 	},
 	emailDeskType,
+	alertmanagerDeskType,
 }
 
 // DeskTypes lists the desk types this version knows.

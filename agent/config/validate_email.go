@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -17,6 +18,18 @@ var emailDeskType = deskType{
 	},
 	optional: []string{"to", "tls", "username", "password_file", "max_attachment_bytes", "ca_file", "timeout", "rate_per_minute", "phones"},
 	check:    checkEmailDesk,
+}
+
+// alertmanagerDeskType is the Alertmanager desk's entry of deskTypes.
+var alertmanagerDeskType = deskType{
+	name:     DeskAlertmanager,
+	required: []deskSetting{{"url", "set Alertmanager's base URL, e.g. http://alertmanager.example:9093"}},
+	optional: []string{"timeout", "rate_per_minute"},
+	check: func(d Desk, report func(string, string)) {
+		if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			report("url", fmt.Sprintf("%q is not an http or https URL; e.g. http://alertmanager.example:9093", d.URL))
+		}
+	},
 }
 
 // checkEmailDesk checks the values of an email desk's settings.
