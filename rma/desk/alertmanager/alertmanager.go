@@ -5,7 +5,9 @@
 // The alert has the labels alertname=HSMCase, severity, device, serial and
 // case (the case ID), and the annotations summary and description.
 // Alertmanager identifies an alert by its labels, so posting it again is
-// idempotent: every case event re-posts it, and no lookup is needed.
+// idempotent: every case event re-posts it, and no lookup is needed. As
+// severity is a label, each post also resolves the case's alerts under the
+// other severities (a case whose severity changed leaves none firing).
 //
 // Severity mapping (label severity):
 //
@@ -29,6 +31,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -128,6 +131,29 @@ func AlertOf(ev rma.DeskEvent, now time.Time) Alert {
 	return a
 }
 
+// AlertsOf is what one event posts: the case's alert (AlertOf) and the
+// alerts of the same case under the other severity labels, resolved (their
+// endsAt is the case's start). Alertmanager identifies an alert by its labels, so a case whose
+// severity changed would otherwise leave its old alert firing.
+func AlertsOf(ev rma.DeskEvent, now time.Time) []Alert {
+	cur := AlertOf(ev, now)
+	out := []Alert{cur}
+	for _, sev := range []int{1, 2, 3, 4} {
+		if Severities[sev] == cur.Labels["severity"] {
+			continue
+		}
+		a := cur
+		a.Labels = maps.Clone(cur.Labels)
+		a.Labels["severity"] = Severities[sev]
+		// Resolved at its start: a time surely past on Alertmanager's
+		// clock too (Alertmanager keeps a later endsAt of a firing alert
+		// over one that is not yet past when it arrives).
+		a.EndsAt = a.StartsAt
+		out = append(out, a)
+	}
+	return out
+}
+
 // ended reports whether the event ends the case.
 func ended(ev rma.DeskEvent) bool {
 	return ev.Event == rma.EventClosed || ev.Event == rma.EventCancelled || ev.Case.State.Terminal()
@@ -144,7 +170,7 @@ func (d *Desk) Send(ctx context.Context, m desk.Message) (string, bool, error) {
 	if t, err := time.Parse(time.RFC3339, ev.SentAt); err == nil {
 		now = t
 	}
-	body, err := json.Marshal([]Alert{AlertOf(ev, now)})
+	body, err := json.Marshal(AlertsOf(ev, now))
 	if err != nil {
 		return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: err}
 	}
