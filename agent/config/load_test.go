@@ -237,6 +237,7 @@ var invalid = map[string]string{
 		`testdata/invalid-desk-email-settings.yml:6: desks[0].tls: "ssl" is not a TLS mode; use one of starttls, implicit, none (default starttls)` + "\n" +
 		`testdata/invalid-desk-email-settings.yml:7: desks[0].username: username and password_file go together: set password_file for SMTP AUTH, or remove username` + "\n" +
 		`testdata/invalid-desk-email-settings.yml:8: desks[0].from: "not an address" is not an e-mail address; e.g. hsm-agent@example.com`,
+	"invalid-desk-alertmanager-url.yml": `testdata/invalid-desk-alertmanager-url.yml:2: desks[0].url: "alertmanager:9093" is not an http or https URL; e.g. http://alertmanager.example:9093`,
 }
 
 func TestInvalidConfigs(t *testing.T) {
