@@ -9,6 +9,8 @@ import (
 
 	"github.com/hsm-agent/hsm-agent/agent/config"
 	"github.com/hsm-agent/hsm-agent/rma/desk"
+	"github.com/hsm-agent/hsm-agent/rma/desk/alertmanager"
+	"github.com/hsm-agent/hsm-agent/rma/desk/email"
 	"github.com/hsm-agent/hsm-agent/rma/desk/jira"
 	"github.com/hsm-agent/hsm-agent/rma/desk/pagerduty"
 	"github.com/hsm-agent/hsm-agent/rma/desk/rt"
@@ -56,6 +58,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 			return nil, err
 		}
 		return d, nil
+	case config.DeskEmail:
+		d, err := email.New(cfg, logger, email.Options{Version: o.Version})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
 	case config.DeskZendesk:
 		d, err := zendesk.New(cfg, logger, zendesk.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
@@ -76,6 +84,12 @@ func NewDesk(cfg config.Desk, logger *slog.Logger, o DeskOptions) (desk.Desk, er
 		return d, nil
 	case config.DeskServiceNow:
 		d, err := servicenow.New(cfg, logger, servicenow.Options{Version: o.Version, Transport: o.Transport})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DeskAlertmanager:
+		d, err := alertmanager.New(cfg, logger, alertmanager.Options{Version: o.Version, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}

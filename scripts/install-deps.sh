@@ -19,6 +19,7 @@ declare -A need=(
   [/usr/share/request-tracker5/libexec/rt-server]=rt5-standalone
   [/usr/share/request-tracker5/lib/RT.pm]=request-tracker5
   [/usr/share/doc/rt5-db-sqlite]=rt5-db-sqlite
+  [prometheus-alertmanager]=prometheus-alertmanager
 )
 missing=()
 for probe in "${!need[@]}"; do

@@ -1,5 +1,5 @@
 // Package cli holds the hsm-agent subcommands other than `run`: check,
-// config check, cases, case, bundle, desk test and demo. Each takes its
+// config check, cases, case, bundle, desk test, outbox and demo. Each takes its
 // arguments, writes to stdout and stderr and returns the exit code. They
 // read the state database read-only (rma/store) and reach a running daemon
 // through its control socket; the daemon itself is package agent.

@@ -168,8 +168,8 @@ var invalid = map[string]string{
 	"invalid-firmware-approved.yml":       `testdata/invalid-firmware-approved.yml:3: firmware.approved[1]: "v12.80" is not a version; use dotted numbers, e.g. "12.60"`,
 	"invalid-desk-missing-name.yml":       `testdata/invalid-desk-missing-name.yml:2: desks[0].name: required; every desk needs a unique name`,
 	"invalid-desk-duplicate-name.yml":     `testdata/invalid-desk-duplicate-name.yml:3: desks[1].name: duplicate desk name "ops", already used by desks[0]; each must be unique`,
-	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "email" is not a known desk type; use one of webhook, spool, rt, jira, pagerduty, zendesk, servicenow`,
-	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, rt, jira, pagerduty, zendesk, servicenow`,
+	"invalid-desk-type.yml":               `testdata/invalid-desk-type.yml:2: desks[0].type: "fax" is not a known desk type; use one of webhook, spool, rt, jira, pagerduty, zendesk, servicenow, email, alertmanager`,
+	"invalid-desk-type-missing.yml":       `testdata/invalid-desk-type-missing.yml:2: desks[0].type: required; use one of webhook, spool, rt, jira, pagerduty, zendesk, servicenow, email, alertmanager`,
 	"invalid-desk-role.yml":               `testdata/invalid-desk-role.yml:2: desks[0].role: "boss" is not a valid role; use one of vendor, internal, pager`,
 	"invalid-desk-role-missing.yml":       `testdata/invalid-desk-role-missing.yml:2: desks[0].role: required; use one of vendor, internal, pager`,
 	"invalid-desk-upload.yml":             `testdata/invalid-desk-upload.yml:2: desks[0].upload: "manual" is not a valid upload policy; use one of auto, approve`,
@@ -246,6 +246,13 @@ var invalid = map[string]string{
 		`testdata/invalid-many.yml:17: devices[1].colour: unknown field "colour"; allowed here: name, serial, module, environment, pool, commissioned, contract, site, pin_file`,
 		`testdata/invalid-many.yml:19: desks[0].dir: required for a spool desk; set the directory to write case events to, e.g. /var/spool/hsm-agent`,
 	}, "\n"),
+	"invalid-desk-email-only-vendor.yml": `testdata/invalid-desk-email-only-vendor.yml:4: desks[1].type: an email desk is the only vendor channel and there is no pager desk: ` +
+		`vendor desks log e-mail as severity 3, so a severity-1 case would wait; add a desk with role pager (e.g. a webhook to the on-call tool) or a vendor desk that is not e-mail`,
+	"invalid-desk-email-settings.yml": `testdata/invalid-desk-email-settings.yml:5: desks[0].smtp: "smtp.example.com" is not host:port; e.g. smtp.example.com:587` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:6: desks[0].tls: "ssl" is not a TLS mode; use one of starttls, implicit, none (default starttls)` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:7: desks[0].username: username and password_file go together: set password_file for SMTP AUTH, or remove username` + "\n" +
+		`testdata/invalid-desk-email-settings.yml:8: desks[0].from: "not an address" is not an e-mail address; e.g. hsm-agent@example.com`,
+	"invalid-desk-alertmanager-url.yml": `testdata/invalid-desk-alertmanager-url.yml:2: desks[0].url: "alertmanager:9093" is not an http or https URL; e.g. http://alertmanager.example:9093`,
 }
 
 func TestInvalidConfigs(t *testing.T) {
@@ -488,7 +495,7 @@ func TestCompareVersions(t *testing.T) {
 
 func TestDeskTypes(t *testing.T) {
 	t.Parallel()
-	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskRT, DeskJira, DeskPagerDuty, DeskZendesk, DeskServiceNow}) {
+	if got := DeskTypes(); !reflect.DeepEqual(got, []string{DeskWebhook, DeskSpool, DeskRT, DeskJira, DeskPagerDuty, DeskZendesk, DeskServiceNow, DeskEmail, DeskAlertmanager}) {
 		t.Errorf("DeskTypes() = %q", got)
 	}
 }

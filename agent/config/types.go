@@ -47,13 +47,15 @@ const (
 
 // Desk types known to this version; deskTypes in validate.go says what each needs.
 const (
-	DeskWebhook    = "webhook"
-	DeskSpool      = "spool"
-	DeskRT         = "rt"         // Request Tracker 5 REST2 (rma/desk/rt)
-	DeskJira       = "jira"       // Jira Cloud, Data Center or Service Management (rma/desk/jira)
-	DeskPagerDuty  = "pagerduty"  // PagerDuty Events API v2 (rma/desk/pagerduty)
-	DeskZendesk    = "zendesk"    // Zendesk Support (rma/desk/zendesk)
-	DeskServiceNow = "servicenow" // ServiceNow incidents (rma/desk/servicenow)
+	DeskWebhook      = "webhook"
+	DeskSpool        = "spool"
+	DeskRT           = "rt"           // Request Tracker 5 REST2 (rma/desk/rt)
+	DeskJira         = "jira"         // Jira Cloud, Data Center or Service Management (rma/desk/jira)
+	DeskPagerDuty    = "pagerduty"    // PagerDuty Events API v2 (rma/desk/pagerduty)
+	DeskZendesk      = "zendesk"      // Zendesk Support (rma/desk/zendesk)
+	DeskServiceNow   = "servicenow"   // ServiceNow incidents (rma/desk/servicenow)
+	DeskEmail        = "email"        // SMTP, one thread per case (rma/desk/email)
+	DeskAlertmanager = "alertmanager" // cases as alerts on /api/v2/alerts (rma/desk/alertmanager)
 )
 
 // Defaults applied to settings the file leaves out.
@@ -336,6 +338,18 @@ type Desk struct {
 	// servicenow: the incidents' assignment group (basic auth with
 	// Username + PasswordFile, or an OAuth bearer token in TokenFile).
 	AssignmentGroup string `yaml:"assignment_group" json:"assignment_group,omitempty"`
+
+	// email desk (Username and PasswordFile above are its SMTP AUTH): SMTP is the relay's host:port; TLS is starttls
+	// (default), implicit or none; From and To are the envelope and header
+	// addresses; MaxAttachmentBytes caps the attached bundle (default
+	// DefaultMaxAttachmentBytes); CAFile holds PEM CA certificates to trust
+	// for the relay instead of the system's.
+	SMTP               string   `yaml:"smtp" json:"smtp,omitempty"`
+	TLS                string   `yaml:"tls" json:"tls,omitempty"`
+	From               string   `yaml:"from" json:"from,omitempty"`
+	To                 []string `yaml:"to" json:"to,omitempty"`
+	MaxAttachmentBytes int64    `yaml:"max_attachment_bytes" json:"max_attachment_bytes,omitempty"`
+	CAFile             string   `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
 // Variants of a jira desk.
@@ -347,6 +361,17 @@ const (
 
 // DefaultPagerDutyURL is the public PagerDuty Events API v2 endpoint.
 const DefaultPagerDutyURL = "https://events.pagerduty.com/v2/enqueue"
+
+// TLS modes of an email desk.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+	TLSNone     = "none"
+)
+
+// DefaultMaxAttachmentBytes is the largest bundle an email desk attaches
+// when max_attachment_bytes is not set (10 MiB).
+const DefaultMaxAttachmentBytes = 10 << 20
 
 // Diagnostics configures what a diagnostics bundle holds.
 type Diagnostics struct {

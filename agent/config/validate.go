@@ -147,6 +147,8 @@ var deskTypes = []deskType{
 			}
 		},
 	},
+	emailDeskType,
+	alertmanagerDeskType,
 }
 
 // checkRT checks an rt desk's URL and that it has exactly one way to log in.
@@ -244,7 +246,7 @@ func DeskTypes() []string {
 var deskSettingNames = []string{"url", "secret_file", "token_file", "dir", "phones", "timeout", "rate_per_minute",
 	"queue", "username", "password_file", "dedup_field",
 	"variant", "project", "issue_type", "email", "service_desk_id", "request_type_id", "priorities", "routing_key_file",
-	"assignment_group"}
+	"assignment_group", "smtp", "tls", "from", "to", "max_attachment_bytes", "ca_file"}
 
 // settings returns the type-specific string settings by YAML name.
 func (d Desk) settings() map[string]string {
@@ -252,13 +254,14 @@ func (d Desk) settings() map[string]string {
 		"queue": d.Queue, "username": d.Username, "password_file": d.PasswordFile, "dedup_field": d.DedupField,
 		"variant": d.Variant, "project": d.Project, "issue_type": d.IssueType, "email": d.Email,
 		"service_desk_id": d.ServiceDeskID, "request_type_id": d.RequestTypeID, "routing_key_file": d.RoutingKeyFile,
-		"assignment_group": d.AssignmentGroup}
+		"assignment_group": d.AssignmentGroup,
+		"smtp":             d.SMTP, "tls": d.TLS, "from": d.From, "ca_file": d.CAFile}
 }
 
 // isSet reports which type-specific settings hold a value, by YAML name.
 func (d Desk) isSet() map[string]bool {
 	set := map[string]bool{"phones": len(d.Phones) > 0, "timeout": d.Timeout != 0, "rate_per_minute": d.RatePerMinute != 0,
-		"priorities": len(d.Priorities) > 0}
+		"priorities": len(d.Priorities) > 0, "to": len(d.To) > 0, "max_attachment_bytes": d.MaxAttachmentBytes != 0}
 	for name, v := range d.settings() {
 		set[name] = v != ""
 	}
@@ -454,6 +457,7 @@ func (c *Config) validate() []*FieldError {
 		}
 		c.validateDeskType(p, path, d)
 	}
+	c.validateEmailOnlyVendor(p)
 
 	c.validateDiagnostics(p)
 

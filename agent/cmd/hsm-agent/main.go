@@ -44,6 +44,8 @@ Usage:
                                     missed, time elapsed, service-credit eligibility
   hsm-agent bundle SERIAL [-o FILE]  build a diagnostics bundle for a device now
   hsm-agent desk test NAME          send a clearly marked test event to a desk
+  hsm-agent outbox [--json]         list parked outbox rows (desk, case, sequence, attempts, last error)
+  hsm-agent outbox retry ID|--all   requeue parked rows; the running agent sends them again
   hsm-agent service install|uninstall|start|stop|status [--config FILE] [--exe BINARY] [--root DIR]
                                     install or control the system service
   hsm-agent demo [--dir DIR]        create a 3-token SoftHSM2 fleet and run the agent on it
@@ -87,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cli.Bundle(signalContext(), rest, stdout, stderr)
 	case "desk":
 		return cli.DeskTest(signalContext(), rest, stdout, stderr)
+	case "outbox":
+		return cli.Outbox(signalContext(), rest, stdout, stderr)
 	case "service":
 		return service.Main(rest, stdout, stderr)
 	case "demo":

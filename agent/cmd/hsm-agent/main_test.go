@@ -67,7 +67,7 @@ func TestHelpAndVersion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, cmd := range []string{"run", "check", "config check", "demo", "version"} {
+	for _, cmd := range []string{"run", "check", "config check", "demo", "version", "outbox", "outbox retry"} {
 		if !strings.Contains(out, "hsm-agent "+cmd) {
 			t.Errorf("--help does not list %q", cmd)
 		}
