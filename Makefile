@@ -5,12 +5,15 @@ GO      ?= go
 LDFLAGS := -X github.com/hsm-agent/hsm-agent/agent.Version=$(VERSION)
 BIN     := bin/hsm-agent
 
-.PHONY: all build faultmod deps demo test gotest gotest-race lint bench bench-probe bench-cases package test-packaging clean
+.PHONY: all build faultmod deps demo-deps demo test gotest gotest-race lint bench bench-probe bench-cases package test-packaging clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+demo-deps:
+	@scripts/install-deps.sh --demo
 
 build: faultmod
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/hsm-agent
@@ -20,7 +23,7 @@ faultmod:
 	@mkdir -p bin
 	$(MAKE) -C pkcs11test/faultmod OUT=$(CURDIR)/bin/libhsmfault.so
 
-demo: deps build
+demo: demo-deps build
 	$(BIN) demo --dir .demo
 
 lint:

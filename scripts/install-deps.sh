@@ -21,6 +21,15 @@ declare -A need=(
   [/usr/share/doc/rt5-db-sqlite]=rt5-db-sqlite
   [prometheus-alertmanager]=prometheus-alertmanager
 )
+# --demo: only what `make demo` needs (SoftHSM2 and the C compiler for the
+# fault module), not the tests' help desk, Alertmanager and packaging tools.
+if [[ "${1:-}" == "--demo" ]]; then
+  declare -A need=(
+    [/usr/lib/softhsm/libsofthsm2.so]=softhsm2
+    [softhsm2-util]=softhsm2
+    [gcc]=gcc
+  )
+fi
 missing=()
 for probe in "${!need[@]}"; do
   if [[ "$probe" == /* ]]; then [[ -e "$probe" ]] && continue
