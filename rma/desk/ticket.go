@@ -41,6 +41,25 @@ func ParseTicket(body []byte) (Ticket, error) {
 	return t, nil
 }
 
+// ReadTicket is ParseTicket for a desk's Send: a body that is not a desk
+// event is an *Error with ReasonInvalid (parked, never retried).
+func ReadTicket(deskName string, body []byte) (Ticket, error) {
+	t, err := ParseTicket(body)
+	if err != nil {
+		return t, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("desk %q: read the case event: %w", deskName, err)}
+	}
+	return t, nil
+}
+
+// Key is what the desk files the case under: its dedup key, or its ID for
+// an event without one.
+func (t Ticket) Key() string {
+	if t.Case.DedupKey != "" {
+		return t.Case.DedupKey
+	}
+	return t.Case.ID
+}
+
 // Closing reports whether the event ends the case (the ticket is resolved).
 func (t Ticket) Closing() bool {
 	return t.Event == rma.EventClosed || t.Event == rma.EventCancelled

@@ -31,7 +31,6 @@ package servicenow
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -149,16 +148,13 @@ type incident struct {
 // Send delivers one case event with one attempt (see the package doc). It
 // returns the incident's number.
 func (d *Desk) Send(ctx context.Context, m desk.Message) (string, bool, error) {
-	var ev rma.DeskEvent
-	if err := json.Unmarshal(m.Body, &ev); err != nil {
-		return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("desk %q: read the case event: %w", d.name, err)}
+	t, err := desk.ReadTicket(d.name, m.Body)
+	if err != nil {
+		return "", false, err
 	}
+	ev, key := t.DeskEvent, t.Key()
 	if ev.Test {
 		return d.test(ctx)
-	}
-	key := ev.Case.DedupKey
-	if key == "" {
-		key = ev.Case.ID
 	}
 	inc, retryable, err := d.find(ctx, key)
 	if err != nil {

@@ -116,16 +116,13 @@ type ticket struct {
 
 // Send delivers one case event with one attempt (see the package doc).
 func (d *Desk) Send(ctx context.Context, m desk.Message) (string, bool, error) {
-	var ev rma.DeskEvent
-	if err := json.Unmarshal(m.Body, &ev); err != nil {
-		return "", false, &desk.Error{Reason: desk.ReasonInvalid, Err: fmt.Errorf("desk %q: read the case event: %w", d.name, err)}
+	in, err := desk.ReadTicket(d.name, m.Body)
+	if err != nil {
+		return "", false, err
 	}
+	ev, key := in.DeskEvent, in.Key()
 	if ev.Test {
 		return d.test(ctx)
-	}
-	key := ev.Case.DedupKey
-	if key == "" {
-		key = ev.Case.ID
 	}
 	t, retryable, err := d.find(ctx, key)
 	if err != nil {
